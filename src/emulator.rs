@@ -1,0 +1,1 @@
+//! The local STS emulator (feature `emulator`).

@@ -1,0 +1,300 @@
+//! The crate's one error type.
+//!
+//! Every variant carries owned context (file and line, profile and key, STS
+//! action, HTTP status, AWS error code, request id) and never a secret.
+//! Foreign error types stay out of the public signatures; they are reachable
+//! through [`std::error::Error::source`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// `Result<T, stslib::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in stslib.
+///
+/// Match on the variant for the kind of failure; the `Display` text is one
+/// line meant for people and never contains a secret.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    Io {
+        /// The file (or directory) involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A profile file is not valid syntax.
+    Parse {
+        /// The file; `<string>` for text loaded from memory.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The named profile is in neither file.
+    ProfileNotFound {
+        /// The profile asked for.
+        profile: String,
+        /// The profiles that do exist, sorted.
+        available: Vec<String>,
+    },
+    /// A profile exists but a key in it is missing or invalid.
+    InvalidProfile {
+        /// The profile.
+        profile: String,
+        /// The key at fault, when one is.
+        key: Option<String>,
+        /// What is wrong (may name the file and line).
+        message: String,
+    },
+    /// `source_profile` references form a loop.
+    ProfileLoop {
+        /// The profiles visited, in order, ending with the repeated one.
+        chain: Vec<String>,
+    },
+    /// The profile uses a credential kind this crate does not support
+    /// (web identity, SSO, `credential_source`, `credential_process`).
+    Unsupported {
+        /// The profile.
+        profile: String,
+        /// What it uses.
+        feature: String,
+    },
+    /// An argument was rejected before any network call.
+    InvalidInput {
+        /// The parameter (`DurationSeconds`, `RoleSessionName`, ...).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An endpoint would send secrets in clear text (plain `http://` to a
+    /// host that is not loopback), or is not a valid URL.
+    InvalidEndpoint {
+        /// The endpoint as given.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// STS (or IAM) answered with an error.
+    Service(Box<ServiceError>),
+    /// The request did not get an answer: connection refused or reset,
+    /// timeout, TLS failure.
+    Transport {
+        /// The API action (`AssumeRole`, ...).
+        action: &'static str,
+        /// What happened.
+        message: String,
+        /// The underlying error.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The service answered 2xx but the body is not the expected shape.
+    Response {
+        /// The API action.
+        action: &'static str,
+        /// What is wrong with the body.
+        message: String,
+        /// The request id, when the body or headers carried one.
+        request_id: Option<String>,
+    },
+    /// No valid credentials: they expired, or were never obtained.
+    NoCredentials {
+        /// The profile (or session) concerned.
+        profile: String,
+        /// Why there are none.
+        message: String,
+    },
+}
+
+/// An error answer from STS or IAM: HTTP status, AWS error code, message and
+/// request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    /// The API action (`GetSessionToken`, `AssumeRole`, ...).
+    pub action: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// The AWS error code (`AccessDenied`, `ExpiredToken`, ...); for a body
+    /// that is not an AWS error document, a code derived from the status
+    /// such as `HttpStatus500`.
+    pub code: String,
+    /// The message STS gave.
+    pub message: String,
+    /// The request id from the body or the `x-amzn-requestid` header.
+    pub request_id: Option<String>,
+}
+
+impl Error {
+    /// The AWS error code, when the service answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Service(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+
+    /// The service error, when the service answered with one.
+    pub fn service_error(&self) -> Option<&ServiceError> {
+        match self {
+            Error::Service(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid_input(field: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid_profile(
+        profile: impl Into<String>,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidProfile {
+            profile: profile.into(),
+            key: key.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {}", path.display(), source),
+            Error::Parse {
+                file,
+                line,
+                message,
+            } => write!(f, "{}:{}: {}", file.display(), line, message),
+            Error::ProfileNotFound { profile, available } => {
+                write!(f, "profile `{profile}` not found")?;
+                if available.is_empty() {
+                    write!(f, "; no profiles are defined")
+                } else {
+                    write!(f, "; available profiles: {}", available.join(", "))
+                }
+            }
+            Error::InvalidProfile {
+                profile,
+                key: Some(key),
+                message,
+            } => write!(f, "profile `{profile}`, key `{key}`: {message}"),
+            Error::InvalidProfile {
+                profile,
+                key: None,
+                message,
+            } => write!(f, "profile `{profile}`: {message}"),
+            Error::ProfileLoop { chain } => {
+                write!(f, "source_profile loop: {}", chain.join(" -> "))
+            }
+            Error::Unsupported { profile, feature } => write!(
+                f,
+                "profile `{profile}` uses {feature}, which stslib does not support"
+            ),
+            Error::InvalidInput { field, message } => write!(f, "invalid {field}: {message}"),
+            Error::InvalidEndpoint { url, message } => {
+                write!(f, "endpoint `{url}` refused: {message}")
+            }
+            Error::Service(e) => fmt::Display::fmt(e, f),
+            Error::Transport {
+                action, message, ..
+            } => write!(f, "{action}: request failed: {message}"),
+            Error::Response {
+                action,
+                message,
+                request_id,
+            } => {
+                write!(f, "{action}: unexpected response: {message}")?;
+                if let Some(id) = request_id {
+                    write!(f, " (request id {id})")?;
+                }
+                Ok(())
+            }
+            Error::NoCredentials { profile, message } => {
+                write!(f, "no valid credentials for `{profile}`: {message}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed: {} (HTTP {}): {}",
+            self.action, self.code, self.status, self.message
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Service(e) => Some(&**e),
+            Error::Transport {
+                source: Some(s), ..
+            } => Some(&**s),
+            _ => None,
+        }
+    }
+}
+
+impl From<ServiceError> for Error {
+    fn from(e: ServiceError) -> Self {
+        Error::Service(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert!(
+            std::mem::size_of::<Error>() <= 80,
+            "Error grew to {} bytes; box the large variant",
+            std::mem::size_of::<Error>()
+        );
+    }
+
+    #[test]
+    fn display_names_context() {
+        let e = Error::from(ServiceError {
+            action: "AssumeRole",
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "not allowed".into(),
+            request_id: Some("req-1".into()),
+        });
+        assert_eq!(
+            e.to_string(),
+            "AssumeRole failed: AccessDenied (HTTP 403): not allowed (request id req-1)"
+        );
+        assert_eq!(e.code(), Some("AccessDenied"));
+
+        let e = Error::ProfileNotFound {
+            profile: "prod".into(),
+            available: vec!["default".into(), "dev".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "profile `prod` not found; available profiles: default, dev"
+        );
+    }
+}

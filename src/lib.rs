@@ -1,0 +1,31 @@
+//! stslib: AWS STS temporary credentials for synchronous programs.
+//!
+//! (Crate documentation is written once the public API settles.)
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod credentials;
+mod env;
+mod error;
+mod secret;
+
+mod chain;
+mod location;
+mod profile;
+
+mod endpoint;
+mod sts;
+mod wire;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
+
+pub use crate::credentials::AccessKey;
+pub use crate::env::Env;
+pub use crate::error::{Error, Result, ServiceError};
+pub use crate::secret::Secret;
+
+// -- profiles: re-exports from location/profile/chain go here --
+
+// -- sts: re-exports from credentials/endpoint/sts/wire go here --

@@ -1,0 +1,5 @@
+//! The `stslib` command.
+
+fn main() {
+    println!("stslib {}", env!("CARGO_PKG_VERSION"));
+}
