@@ -7,6 +7,8 @@
 
 mod credentials;
 mod env;
+#[allow(dead_code)]
+mod rand;
 mod error;
 mod secret;
 
