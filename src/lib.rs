@@ -7,9 +7,9 @@
 
 mod credentials;
 mod env;
+mod error;
 #[allow(dead_code)]
 mod rand;
-mod error;
 mod secret;
 
 mod chain;
@@ -20,12 +20,15 @@ mod endpoint;
 mod sts;
 mod wire;
 
+mod schedule;
+
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
+pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::Secret;
 
 // -- profiles: re-exports from location/profile/chain go here --

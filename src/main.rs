@@ -1,5 +1,314 @@
 //! The `stslib` command.
+//!
+//! Hand-written argument parsing (no clap): the binary is meant to stay
+//! small and quick to build. Exit codes: 0 ok, 1 error (one line on stderr),
+//! 2 usage.
 
-fn main() {
-    println!("stslib {}", env!("CARGO_PKG_VERSION"));
+use std::io::Write;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+stslib: AWS STS temporary credentials from the AWS CLI's profile files
+
+Usage: stslib [--region R] [--endpoint URL] <command> [options]
+
+Commands:
+  profiles [--json]        the normalised profiles of the current files
+  whoami [--profile P]     GetCallerIdentity with the profile's credentials
+  help [command]           this text, or a command's
+
+Global options:
+  --region R               region for STS (default: profile's region, AWS_REGION, us-east-1)
+  --endpoint URL           STS endpoint (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
+                           profile endpoint_url, then the regional AWS endpoint)
+  -h, --help               help
+
+Environment: AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE,
+AWS_REGION, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL.
+Exit status: 0 ok, 1 error, 2 usage.
+";
+
+const PROFILES_USAGE: &str = "\
+Usage: stslib profiles [--json]
+
+Prints the profiles of the AWS config and credentials files, normalised as the
+AWS SDKs read them. Secret values are always printed as \"**redacted**\".
+
+  --json    one JSON object: {\"profiles\": {NAME: {KEY: VALUE or {SUBKEY: VALUE}}},
+            \"sso_sessions\": {...}}
+";
+
+const WHOAMI_USAGE: &str = "\
+Usage: stslib whoami [--profile P] [--mfa-code CODE]
+
+Calls GetCallerIdentity with the profile's credentials (assuming its roles
+first when it is a role profile) and prints account, ARN and user id.
+
+  --profile P      the profile (default: AWS_PROFILE, else `default`)
+  --mfa-code CODE  the 6-digit MFA code, when a role in the chain names mfa_serial
+";
+
+/// A usage error: exit 2 with the message and a hint.
+#[derive(Debug)]
+struct Usage(String);
+
+/// Global options, valid before or after the command name.
+#[derive(Debug, Default)]
+struct Global {
+    region: Option<String>,
+    endpoint: Option<String>,
+}
+
+/// The command line, split into the command and its own arguments.
+#[derive(Debug)]
+struct CommandLine {
+    global: Global,
+    command: Option<String>,
+    args: Vec<String>,
+    help: bool,
+}
+
+fn split_args(argv: impl IntoIterator<Item = String>) -> Result<CommandLine, Usage> {
+    let mut global = Global::default();
+    let mut command = None;
+    let mut args = Vec::new();
+    let mut help = false;
+    let mut it = argv.into_iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        match flag.as_str() {
+            "--region" | "--endpoint" => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .ok_or_else(|| Usage(format!("{flag} needs a value")))?,
+                };
+                if flag == "--region" {
+                    global.region = Some(v);
+                } else {
+                    global.endpoint = Some(v);
+                }
+            }
+            "-h" | "--help" => help = true,
+            _ if command.is_none() && !a.starts_with('-') => command = Some(a),
+            _ => args.push(a),
+        }
+    }
+    Ok(CommandLine {
+        global,
+        command,
+        args,
+        help,
+    })
+}
+
+/// A command's own options: `--name value`, `--name=value` and bare flags.
+#[derive(Debug, Default)]
+struct Opts {
+    pairs: Vec<(String, Option<String>)>,
+}
+
+impl Opts {
+    /// Parses `args` given the options that take a value and the bare flags.
+    fn parse(args: &[String], valued: &[&str], flags: &[&str]) -> Result<Opts, Usage> {
+        let mut pairs = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let (name, inline) = match a.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+                _ => (a.as_str(), None),
+            };
+            if valued.contains(&name) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| Usage(format!("{name} needs a value")))?,
+                };
+                pairs.push((name.to_owned(), Some(v)));
+            } else if flags.contains(&name) && inline.is_none() {
+                pairs.push((name.to_owned(), None));
+            } else {
+                return Err(Usage(format!("unexpected argument `{a}`")));
+            }
+        }
+        Ok(Opts { pairs })
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(n, _)| n == name)
+    }
+
+    /// The last value given for `name`.
+    fn value(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Every value given for `name`, in order.
+    #[allow(dead_code)]
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .filter_map(|(_, v)| v.as_deref())
+            .collect()
+    }
+}
+
+/// JSON string literal for `s`.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn main() -> ExitCode {
+    let env = stslib::Env::process();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = run(std::env::args().skip(1), &env, &mut out);
+    let _ = out.flush();
+    ExitCode::from(code)
+}
+
+/// Runs the command line; returns the exit code. Errors go to stderr.
+fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn Write) -> u8 {
+    let cl = match split_args(argv) {
+        Ok(cl) => cl,
+        Err(Usage(m)) => return usage_error(&m),
+    };
+    let command = cl.command.as_deref().unwrap_or("help");
+    let usage = match command {
+        "profiles" => PROFILES_USAGE,
+        "whoami" => WHOAMI_USAGE,
+        "help" => {
+            let text = match cl.args.first().map(String::as_str) {
+                Some("profiles") => PROFILES_USAGE,
+                Some("whoami") => WHOAMI_USAGE,
+                _ => USAGE,
+            };
+            let _ = out.write_all(text.as_bytes());
+            return if cl.command.is_none() && !cl.help {
+                2
+            } else {
+                0
+            };
+        }
+        other => return usage_error(&format!("unknown command `{other}`")),
+    };
+    if cl.help {
+        let _ = out.write_all(usage.as_bytes());
+        return 0;
+    }
+    let result = match command {
+        "profiles" => cmd_profiles(&cl, env, out),
+        "whoami" => cmd_whoami(&cl, env, out),
+        _ => unreachable!("commands are matched above"),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(CmdError::Usage(Usage(m))) => usage_error(&m),
+        Err(CmdError::Failed(e)) => {
+            eprintln!("stslib: error: {e}");
+            1
+        }
+    }
+}
+
+fn usage_error(message: &str) -> u8 {
+    eprintln!("stslib: {message}\nTry `stslib --help`.");
+    2
+}
+
+enum CmdError {
+    Usage(Usage),
+    Failed(stslib::Error),
+}
+
+impl From<Usage> for CmdError {
+    fn from(u: Usage) -> Self {
+        CmdError::Usage(u)
+    }
+}
+
+impl From<stslib::Error> for CmdError {
+    fn from(e: stslib::Error) -> Self {
+        CmdError::Failed(e)
+    }
+}
+
+fn cmd_profiles(
+    cl: &CommandLine,
+    _env: &stslib::Env,
+    _out: &mut dyn Write,
+) -> Result<(), CmdError> {
+    let _opts = Opts::parse(&cl.args, &[], &["--json"])?;
+    Ok(())
+}
+
+fn cmd_whoami(cl: &CommandLine, _env: &stslib::Env, _out: &mut dyn Write) -> Result<(), CmdError> {
+    let _opts = Opts::parse(&cl.args, &["--profile", "--mfa-code"], &[])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn global_options_anywhere() {
+        let cl = split_args(argv(
+            "--region eu-west-1 whoami --profile x --endpoint=http://127.0.0.1:1",
+        ))
+        .unwrap();
+        assert_eq!(cl.command.as_deref(), Some("whoami"));
+        assert_eq!(cl.global.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(cl.global.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(cl.args, argv("--profile x"));
+    }
+
+    #[test]
+    fn opts_values_flags_and_errors() {
+        let o = Opts::parse(
+            &argv("--profile a --profile=b --json"),
+            &["--profile"],
+            &["--json"],
+        )
+        .unwrap();
+        assert_eq!(o.values("--profile"), vec!["a", "b"]);
+        assert_eq!(o.value("--profile"), Some("b"));
+        assert!(o.flag("--json"));
+        assert!(Opts::parse(&argv("--profile"), &["--profile"], &[]).is_err());
+        assert!(Opts::parse(&argv("--bogus"), &["--profile"], &[]).is_err());
+    }
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
 }
