@@ -7,9 +7,9 @@
 
 mod credentials;
 mod env;
+mod error;
 #[allow(dead_code)]
 mod rand;
-mod error;
 mod secret;
 
 mod chain;
@@ -29,5 +29,8 @@ pub use crate::error::{Error, Result, ServiceError};
 pub use crate::secret::Secret;
 
 // -- profiles: re-exports from location/profile/chain go here --
+pub use crate::chain::{Chain, RoleHop, SourceKeys};
+pub use crate::location::{FileLocations, Platform};
+pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
