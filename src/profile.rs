@@ -725,15 +725,17 @@ fn parse_file(text: &str, file: &Arc<Path>, kind: FileKind) -> Result<Vec<Sectio
             );
             continue;
         };
-        if section_kind == SectionKind::Profile && name == "default" && !prefixed {
-            if has_prefixed_default {
-                log::warn!(
-                    "{}:{}: [default] ignored because [profile default] exists",
-                    file.display(),
-                    raw.line
-                );
-                continue;
-            }
+        if section_kind == SectionKind::Profile
+            && name == "default"
+            && !prefixed
+            && has_prefixed_default
+        {
+            log::warn!(
+                "{}:{}: [default] ignored because [profile default] exists",
+                file.display(),
+                raw.line
+            );
+            continue;
         }
         let mut section = Section {
             kind: section_kind,
@@ -860,6 +862,27 @@ mod tests {
         assert_eq!(a.get("next"), Some("x:y"));
         assert_eq!(a.get("key:colon"), Some("v"));
         assert_eq!(a.sub_properties("path"), None);
+    }
+
+    #[test]
+    fn rust_ini_quirks_are_neutralised() {
+        // Quotes, backslash escapes and `\`-newline mean nothing in AWS
+        // files; an indented `[x]` or `# x` is a continuation.
+        let f = parse(
+            "[profile a]\nq = \"quoted\" 'single'\nesc = a\\nb\\x41\\\nnext = 1\n\
+             multi = first\n  [not a section]\n  # not a comment\nsemi = a;b #c\n",
+            "",
+        );
+        let a = f.profile("a").unwrap();
+        assert_eq!(a.get("q"), Some("\"quoted\" 'single'"));
+        assert_eq!(a.get("esc"), Some("a\\nb\\x41\\"));
+        assert_eq!(a.get("next"), Some("1"));
+        assert_eq!(
+            a.get("multi"),
+            Some("first\n[not a section]\n# not a comment")
+        );
+        assert_eq!(a.get("semi"), Some("a;b"));
+        assert_eq!(f.profile_names().collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]
