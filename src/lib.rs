@@ -32,5 +32,8 @@ pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::Secret;
 
 // -- profiles: re-exports from location/profile/chain go here --
+pub use crate::chain::{Chain, RoleHop, SourceKeys};
+pub use crate::location::{FileLocations, Platform};
+pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
