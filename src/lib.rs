@@ -29,7 +29,7 @@ pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
 pub use crate::schedule::RefreshPolicy;
-pub use crate::secret::Secret;
+pub use crate::secret::{Secret, REDACTED};
 
 // -- profiles: re-exports from location/profile/chain go here --
 pub use crate::chain::{Chain, RoleHop, SourceKeys};

@@ -258,13 +258,105 @@ impl From<stslib::Error> for CmdError {
     }
 }
 
-fn cmd_profiles(
-    cl: &CommandLine,
-    _env: &stslib::Env,
-    _out: &mut dyn Write,
-) -> Result<(), CmdError> {
-    let _opts = Opts::parse(&cl.args, &[], &["--json"])?;
+fn cmd_profiles(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
+    let opts = Opts::parse(&cl.args, &[], &["--json"])?;
+    let files = stslib::ProfileFiles::load(env)?;
+    let text = if opts.flag("--json") {
+        profiles_json(&files)
+    } else {
+        profiles_text(&files)
+    };
+    out.write_all(text.as_bytes()).map_err(io_error)?;
     Ok(())
+}
+
+/// The value printed for a property: secrets are always redacted.
+fn shown_value(p: &stslib::Property) -> &str {
+    if p.is_secret() {
+        stslib::REDACTED
+    } else {
+        p.value()
+    }
+}
+
+/// `{"profiles": {...}, "sso_sessions": {...}}`, the conformance suite's shape.
+fn profiles_json(files: &stslib::ProfileFiles) -> String {
+    fn section<'a>(
+        out: &mut String,
+        names: impl Iterator<Item = &'a str>,
+        get: impl Fn(&str) -> Option<&'a stslib::Profile>,
+    ) {
+        out.push('{');
+        for (i, name) in names.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(name));
+            out.push_str(":{");
+            if let Some(profile) = get(name) {
+                for (j, p) in profile.properties().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&json_str(p.key()));
+                    out.push(':');
+                    match p.sub_properties() {
+                        Some(subs) => {
+                            out.push('{');
+                            for (k, (sk, sv)) in subs.iter().enumerate() {
+                                if k > 0 {
+                                    out.push(',');
+                                }
+                                out.push_str(&json_str(sk));
+                                out.push(':');
+                                out.push_str(&json_str(sv));
+                            }
+                            out.push('}');
+                        }
+                        None => out.push_str(&json_str(shown_value(p))),
+                    }
+                }
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+    let mut out = String::from("{\"profiles\":");
+    section(&mut out, files.profile_names(), |n| files.profile(n).ok());
+    out.push_str(",\"sso_sessions\":");
+    section(&mut out, files.sso_sessions(), |n| files.sso_session(n));
+    out.push_str("}\n");
+    out
+}
+
+/// One block per profile: its name, then `key = value` lines.
+fn profiles_text(files: &stslib::ProfileFiles) -> String {
+    let mut out = String::new();
+    for name in files.profile_names() {
+        out.push_str(&format!("[{name}]\n"));
+        if let Ok(profile) = files.profile(name) {
+            for p in profile.properties() {
+                match p.sub_properties() {
+                    Some(subs) => {
+                        out.push_str(&format!("{} =\n", p.key()));
+                        for (k, v) in subs {
+                            out.push_str(&format!("  {k} = {v}\n"));
+                        }
+                    }
+                    None => out.push_str(&format!("{} = {}\n", p.key(), shown_value(p))),
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn io_error(e: std::io::Error) -> CmdError {
+    CmdError::Failed(stslib::Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    })
 }
 
 fn cmd_whoami(cl: &CommandLine, _env: &stslib::Env, _out: &mut dyn Write) -> Result<(), CmdError> {
