@@ -7,9 +7,9 @@
 
 mod credentials;
 mod env;
+mod error;
 #[allow(dead_code)]
 mod rand;
-mod error;
 mod secret;
 
 mod chain;
@@ -31,3 +31,5 @@ pub use crate::secret::Secret;
 // -- profiles: re-exports from location/profile/chain go here --
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
+pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};
