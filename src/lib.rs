@@ -37,3 +37,5 @@ pub use crate::location::{FileLocations, Platform};
 pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
+pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};
