@@ -99,6 +99,12 @@ pub enum Error {
         /// The request id, when the body or headers carried one.
         request_id: Option<String>,
     },
+    /// The refresher thread could not be started, or it panicked (the
+    /// panic message is kept; see [`Session::halt`](crate::Session::halt)).
+    Thread {
+        /// What happened.
+        message: String,
+    },
     /// No valid credentials: they expired, or were never obtained.
     NoCredentials {
         /// The profile (or session) concerned.
@@ -216,6 +222,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::Thread { message } => write!(f, "thread: {message}"),
             Error::NoCredentials { profile, message } => {
                 write!(f, "no valid credentials for `{profile}`: {message}")
             }

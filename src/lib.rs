@@ -20,7 +20,10 @@ mod endpoint;
 mod sts;
 mod wire;
 
+mod event;
+mod refresher;
 mod schedule;
+mod session;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -28,8 +31,13 @@ pub mod emulator;
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
+pub use crate::event::Event;
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
+pub use crate::session::{
+    CredentialSet, MfaProvider, RoleOutcomes, Session, SessionBuilder, DEFAULT_ROLE_LIFETIME,
+    DEFAULT_TOKEN_LIFETIME,
+};
 
 // -- profiles: re-exports from location/profile/chain go here --
 pub use crate::chain::{Chain, RoleHop, SourceKeys};

@@ -1,0 +1,332 @@
+//! The refresher: one OS thread per session that renews role credentials
+//! before they expire, and the bounded fan-out that assumes many roles at
+//! once.
+//!
+//! The thread owns only what it needs (the shared state and its control
+//! receiver), never the `Session`. It waits with `select_biased!` on the
+//! control channel first (a message or a disconnected sender means halt)
+//! and on the next deadline second. Sleeps are capped by the policy's
+//! `max_sleep` and the wall clock is read again on every wake-up, so a
+//! suspended laptop does not oversleep an expiry.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{select_biased, Receiver, Sender};
+use time::OffsetDateTime;
+
+use crate::credentials::{AccessKey, Credentials};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::schedule::duration_between;
+use crate::session::{lock, now, Inner, RoleSpec, Snapshot};
+
+/// The thread's name, as seen in `/proc/self/task/*/comm`.
+pub(crate) const THREAD_NAME: &str = "stslib-refresh";
+
+/// A running refresher thread.
+pub(crate) struct Refresher {
+    // Dropping the sender disconnects the channel: that is the halt signal.
+    control: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Refresher {
+    pub(crate) fn spawn(inner: Arc<Inner>, specs: Vec<RoleSpec>) -> Result<Refresher> {
+        let (control, rx) = crossbeam_channel::bounded(1);
+        let handle = thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || run(&inner, specs, &rx))
+            .map_err(|e| Error::Thread {
+                message: format!("cannot start {THREAD_NAME}: {e}"),
+            })?;
+        log::debug!("{THREAD_NAME} started");
+        Ok(Refresher { control, handle })
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Signals the thread and joins it; a panic inside becomes an error.
+    pub(crate) fn halt(self) -> Result<()> {
+        let _ = self.control.try_send(());
+        drop(self.control);
+        self.handle.join().map_err(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Error::Thread {
+                message: format!("{THREAD_NAME} panicked: {message}"),
+            }
+        })
+    }
+}
+
+/// Per-role refresh state inside the thread.
+struct RoleState {
+    spec: RoleSpec,
+    next_at: OffsetDateTime,
+    failures: u32,
+}
+
+fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
+    let policy = &inner.policy;
+    let snap = inner.snapshot();
+    let mut roles: Vec<RoleState> = specs
+        .into_iter()
+        .filter_map(|spec| {
+            let c = snap.roles.get(&spec.profile)?;
+            Some(RoleState {
+                next_at: policy.refresh_at(c.start_time, c.expiration, crate::rand::u64()),
+                failures: 0,
+                spec,
+            })
+        })
+        .collect();
+    let mut token_at = snap.token.as_ref().and_then(|t| token_deadline(inner, t));
+    let mut token_failures = 0u32;
+    drop(snap);
+
+    loop {
+        let now = now();
+        let Some(mut token) = inner.snapshot().token.clone() else {
+            break;
+        };
+
+        // The session token first: roles are assumed with it.
+        if let Some(at) = token_at.filter(|at| *at <= now) {
+            let _ = at;
+            match renew_token(inner) {
+                Ok(new) => {
+                    token_failures = 0;
+                    let new = Arc::new(new);
+                    let snap = inner.snapshot();
+                    inner.publish(Snapshot::new(Some(new.clone()), snap.roles.clone()));
+                    log::info!("session token renewed, expires {}", new.expiration_iso());
+                    inner.subscribers.send(Event::TokenRenewed {
+                        expiration: new.expiration,
+                    });
+                    token_at = token_deadline(inner, &new);
+                    token = new;
+                }
+                Err(e) => {
+                    log::warn!("session token renewal failed: {e}");
+                    let wait = policy.retry_delay(
+                        token_failures,
+                        until_or_max(token.expiration, now),
+                        crate::rand::u64(),
+                    );
+                    token_failures = token_failures.saturating_add(1);
+                    token_at = Some(now + wait);
+                    inner
+                        .subscribers
+                        .send(Event::TokenRenewalFailed { error: Arc::new(e) });
+                }
+            }
+        }
+
+        // Then every role whose deadline has come, in one round.
+        let due: Vec<usize> = (0..roles.len())
+            .filter(|&i| roles[i].next_at <= now)
+            .collect();
+        if !due.is_empty() && token.expiration > now {
+            refresh_round(inner, &token, &mut roles, &due, now);
+        }
+
+        // Roles can only be refreshed while a session token is valid.
+        let renewable = token_at.is_some();
+        roles.retain(|r| renewable || r.next_at < token.expiration);
+        if roles.is_empty() {
+            log::info!("refresher of `{}`: nothing left to refresh", inner.profile);
+            inner.subscribers.send(Event::Ended);
+            return;
+        }
+        let deadline = roles
+            .iter()
+            .map(|r| r.next_at)
+            .chain(token_at)
+            .min()
+            .unwrap_or(token.expiration);
+        let sleep = policy.sleep_for(self::now(), deadline);
+        log::debug!(
+            "refresher of `{}`: next deadline {deadline}, sleeping {sleep:?}",
+            inner.profile
+        );
+        select_biased! {
+            recv(control) -> _ => {
+                log::info!("refresher of `{}` halted", inner.profile);
+                inner.subscribers.send(Event::Halted);
+                return;
+            }
+            recv(crossbeam_channel::at(Instant::now() + sleep)) -> _ => {}
+        }
+    }
+    inner.subscribers.send(Event::Ended);
+}
+
+/// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
+fn refresh_round(
+    inner: &Inner,
+    token: &Arc<Credentials>,
+    roles: &mut [RoleState],
+    due: &[usize],
+    now: OffsetDateTime,
+) {
+    let policy = &inner.policy;
+    let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
+    let results = assume_all(inner, token, &specs);
+    let old = inner.snapshot();
+    let mut fresh = old.roles.clone();
+    let mut events = Vec::with_capacity(due.len());
+    let (mut ok, mut failed) = (0, 0);
+    for ((profile, result), &i) in results.into_iter().zip(due) {
+        let role = &mut roles[i];
+        match result {
+            Ok(c) => {
+                ok += 1;
+                role.failures = 0;
+                role.next_at = policy.refresh_at(c.start_time, c.expiration, crate::rand::u64());
+                events.push(Event::Refreshed {
+                    profile: profile.clone(),
+                    expiration: c.expiration,
+                });
+                fresh.insert(profile, Arc::new(c));
+            }
+            Err(e) => {
+                failed += 1;
+                // Keep the last valid credentials; retry while they last.
+                let held = old.roles.get(&profile).map_or(now, |c| c.expiration);
+                let wait =
+                    policy.retry_delay(role.failures, until_or_max(held, now), crate::rand::u64());
+                role.failures = role.failures.saturating_add(1);
+                role.next_at = now + wait;
+                log::warn!(
+                    "refresh of `{profile}` failed (attempt {}), retrying in {wait:?}: {e}",
+                    role.failures
+                );
+                events.push(Event::RefreshFailed {
+                    profile,
+                    error: Arc::new(e),
+                });
+            }
+        }
+    }
+    inner.publish(Snapshot::new(Some(token.clone()), fresh));
+    log::info!(
+        "refresh round for `{}`: {ok} refreshed, {failed} failed",
+        inner.profile
+    );
+    for e in events {
+        inner.subscribers.send(e);
+    }
+}
+
+/// Time left until `t`, or the largest duration once `t` has passed (a
+/// retry after expiry still backs off fully instead of spinning).
+fn until_or_max(t: OffsetDateTime, now: OffsetDateTime) -> std::time::Duration {
+    let d = duration_between(now, t);
+    if d.is_zero() {
+        std::time::Duration::MAX
+    } else {
+        d
+    }
+}
+
+/// When to renew the session token; `None` without an MFA provider.
+fn token_deadline(inner: &Inner, token: &Credentials) -> Option<OffsetDateTime> {
+    inner.mfa_provider.as_ref()?;
+    Some(
+        inner
+            .policy
+            .refresh_at(token.start_time, token.expiration, crate::rand::u64()),
+    )
+}
+
+fn renew_token(inner: &Inner) -> Result<Credentials> {
+    let lifetime = *lock(&inner.token_lifetime);
+    let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
+    let serial = inner.known_mfa_serial();
+    let code = match (&serial, &inner.mfa_provider) {
+        (Some(serial), Some(provider)) => Some(provider(serial)?),
+        _ => None,
+    };
+    inner.get_session_token(secs, serial.as_deref(), code)
+}
+
+/// True when some role would expire before it could be refreshed without
+/// a thread: its refresh deadline falls before the session token ends, or
+/// the token itself can be renewed.
+pub(crate) fn needs_refresher(
+    inner: &Inner,
+    token: &Credentials,
+    roles: &BTreeMap<String, Arc<Credentials>>,
+) -> bool {
+    !roles.is_empty()
+        && (inner.mfa_provider.is_some()
+            || roles
+                .values()
+                .any(|c| inner.policy.refresh_at(c.start_time, c.expiration, 0) < token.expiration))
+}
+
+/// AssumeRole for every spec with the session token's keys, over at most
+/// `inner.parallelism` short-lived scoped threads, joined before returning.
+/// Results are in `specs` order.
+pub(crate) fn assume_all(
+    inner: &Inner,
+    token: &Credentials,
+    specs: &[RoleSpec],
+) -> Vec<(String, Result<Credentials>)> {
+    let keys = token.access_key();
+    let workers = inner.parallelism.min(specs.len());
+    let slots: Vec<Mutex<Option<Result<Credentials>>>> =
+        specs.iter().map(|_| Mutex::new(None)).collect();
+    if workers > 1 {
+        let next = AtomicUsize::new(0);
+        thread::scope(|scope| {
+            for _ in 0..workers {
+                let work = || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(spec) = specs.get(i) else { break };
+                    *lock(&slots[i]) = Some(assume_one(inner, &keys, spec));
+                };
+                // A thread that cannot be started leaves its share to the
+                // others, or to the inline pass below.
+                if thread::Builder::new()
+                    .name("sts-fanout".into())
+                    .spawn_scoped(scope, work)
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    specs
+        .iter()
+        .zip(slots)
+        .map(|(spec, slot)| {
+            let done = slot.into_inner().unwrap_or_else(|p| p.into_inner());
+            let result = done.unwrap_or_else(|| assume_one(inner, &keys, spec));
+            (spec.profile.clone(), result)
+        })
+        .collect()
+}
+
+/// The AssumeRole calls of one profile: the first with the session token,
+/// each next hop with the previous role's credentials.
+fn assume_one(inner: &Inner, token_keys: &AccessKey, spec: &RoleSpec) -> Result<Credentials> {
+    let mut keys = token_keys.clone();
+    let mut last = None;
+    for hop in &spec.hops {
+        let assumed = inner.client.assume_role(&keys, hop)?;
+        keys = assumed.credentials.access_key();
+        last = Some(assumed.credentials);
+    }
+    last.ok_or_else(|| Error::invalid_profile(&spec.profile, Some("role_arn"), "no role to assume"))
+}
