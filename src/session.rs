@@ -172,24 +172,12 @@ impl SessionBuilder {
             ));
         }
         let source = files.profile(&profile)?;
-        let region = self
-            .region
-            .or_else(|| source.get("region").map(str::to_owned))
-            .or_else(|| self.env.get("AWS_REGION"))
-            .or_else(|| self.env.get("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let mut client = StsClient::builder().region(region).env(self.env.clone());
+        let mut client = StsClient::builder().env(self.env.clone()).profile(source);
+        if let Some(region) = self.region {
+            client = client.region(region);
+        }
         if let Some(url) = self.endpoint {
             client = client.endpoint(url);
-        }
-        if let Some(url) = source.get("endpoint_url") {
-            client = client.profile_endpoint_url(url);
-        }
-        if source
-            .get("sts_regional_endpoints")
-            .is_some_and(|v| v.eq_ignore_ascii_case("legacy"))
-        {
-            client = client.legacy_global_endpoint(true);
         }
         if let Some(t) = self.connect_timeout {
             client = client.connect_timeout(t);

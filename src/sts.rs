@@ -383,7 +383,8 @@ impl fmt::Debug for StsClient {
 #[must_use]
 #[derive(Clone)]
 pub struct StsClientBuilder {
-    region: String,
+    region: Option<String>,
+    profile_region: Option<String>,
     endpoint: Option<String>,
     iam_endpoint: Option<String>,
     profile_endpoint_url: Option<String>,
@@ -413,7 +414,8 @@ impl fmt::Debug for StsClientBuilder {
 impl Default for StsClientBuilder {
     fn default() -> Self {
         StsClientBuilder {
-            region: "us-east-1".to_owned(),
+            region: None,
+            profile_region: None,
             endpoint: None,
             iam_endpoint: None,
             profile_endpoint_url: None,
@@ -429,9 +431,25 @@ impl Default for StsClientBuilder {
 
 impl StsClientBuilder {
     /// The AWS region: picks the regional STS endpoint and the SigV4 signing
-    /// region. Defaults to `us-east-1`.
+    /// region. Defaults to the profile's `region` (see
+    /// [`profile`](Self::profile)), else `AWS_REGION`, else
+    /// `AWS_DEFAULT_REGION`, else `us-east-1`.
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = region.into();
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Takes the profile's `region`, `endpoint_url` and
+    /// `sts_regional_endpoints = legacy` as the defaults they are in the AWS
+    /// CLI; explicit [`region`](Self::region) and
+    /// [`endpoint`](Self::endpoint) settings and the environment's
+    /// endpoint variables still win. Defaults to no profile.
+    pub fn profile(mut self, profile: &crate::Profile) -> Self {
+        self.profile_region = profile.get("region").map(str::to_owned);
+        self.profile_endpoint_url = profile.get("endpoint_url").map(str::to_owned);
+        self.legacy_global_endpoint = profile
+            .get("sts_regional_endpoints")
+            .is_some_and(|v| v.eq_ignore_ascii_case("legacy"));
         self
     }
 
@@ -515,9 +533,16 @@ impl StsClientBuilder {
                 "timeouts must be greater than zero",
             ));
         }
+        let region = self
+            .region
+            .clone()
+            .or_else(|| self.profile_region.clone())
+            .or_else(|| self.env.get("AWS_REGION"))
+            .or_else(|| self.env.get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
         let sts = endpoint::resolve_sts(
             &StsEndpointConfig {
-                region: &self.region,
+                region: &region,
                 explicit: self.endpoint.as_deref(),
                 profile_endpoint_url: self.profile_endpoint_url.as_deref(),
                 legacy_global: self.legacy_global_endpoint,
@@ -525,7 +550,7 @@ impl StsClientBuilder {
             &self.env,
         )?;
         let iam = endpoint::resolve_iam(
-            &self.region,
+            &region,
             self.iam_endpoint.as_deref(),
             self.profile_endpoint_url.as_deref(),
             &self.env,
