@@ -379,7 +379,10 @@ impl EmulatorBuilder {
                     format!("access key id `{akid}` must be 16 or more letters and digits"),
                 ));
             }
-            if secret.is_empty() || users.iter().any(|u: &service::User| &u.access_key_id == akid)
+            if secret.is_empty()
+                || users
+                    .iter()
+                    .any(|u: &service::User| &u.access_key_id == akid)
             {
                 return Err(Error::invalid_input(
                     "user",
@@ -389,10 +392,7 @@ impl EmulatorBuilder {
             users.push(service::User {
                 name: full.rsplit('/').next().unwrap_or(full).to_owned(),
                 arn: format!("arn:aws:iam::{account}:user/{full}"),
-                user_id: format!(
-                    "AIDA{}",
-                    service::random_string(service::UPPER_ALNUM, 17)
-                ),
+                user_id: format!("AIDA{}", service::random_string(service::UPPER_ALNUM, 17)),
                 access_key_id: akid.clone(),
                 secret: secret.clone(),
                 devices: Vec::new(),
@@ -488,7 +488,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+        OffsetDateTime::now_utc()
+            + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
     }
 
     fn stopping(&self) -> bool {
@@ -718,7 +719,8 @@ fn serve(shared: &Shared, mut stream: TcpStream, conn: usize) {
                 let declared = response.body.len() + 64;
                 let head = response.head(&date(shared), declared, true);
                 let half = &response.body[..response.body.len() / 2];
-                let _ = write_all(shared, &mut stream, &head) && write_all(shared, &mut stream, half);
+                let _ =
+                    write_all(shared, &mut stream, &head) && write_all(shared, &mut stream, half);
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
             }
@@ -855,7 +857,12 @@ fn send(shared: &Shared, stream: &mut TcpStream, response: &Response, close: boo
 
 /// Writes `response`'s head announcing `size` bytes, then `size` bytes:
 /// its body as a prefix, padding in an XML comment, a closing suffix.
-fn send_oversized(shared: &Shared, stream: &mut TcpStream, response: &Response, size: usize) -> bool {
+fn send_oversized(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    response: &Response,
+    size: usize,
+) -> bool {
     let head = response.head(&date(shared), size, false);
     if !write_all(shared, stream, &head) {
         return false;
@@ -926,7 +933,14 @@ fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
             }
             let answer = {
                 let mut state = lock(&shared.state);
-                service::handle(&shared.cfg, &mut state, req, &form, shared.now(), &request_id)
+                service::handle(
+                    &shared.cfg,
+                    &mut state,
+                    req,
+                    &form,
+                    shared.now(),
+                    &request_id,
+                )
             };
             code = answer.code;
             Outcome::Send {
@@ -1028,7 +1042,11 @@ fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
         record.access_key_id.as_deref().unwrap_or("-"),
         status.map_or_else(|| "no answer".to_owned(), |s| s.to_string()),
         record.code.as_deref().unwrap_or(""),
-        if record.fault.is_some() { " (fault)" } else { "" },
+        if record.fault.is_some() {
+            " (fault)"
+        } else {
+            ""
+        },
     );
     lock(&shared.records).push(record);
     outcome

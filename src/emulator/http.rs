@@ -404,7 +404,10 @@ mod tests {
 
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n";
         assert_eq!(parse_request(raw), Err(HttpError::BodyTooLarge));
-        let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let raw = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
         assert_eq!(parse_request(raw.as_bytes()), Err(HttpError::BodyTooLarge));
         let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         assert_eq!(parse_request(raw), Err(HttpError::NotImplemented));

@@ -585,7 +585,9 @@ fn assume_role(
         role_id: assumed_id.clone(),
     };
     let creds = issue(cfg, st, kind, duration, now);
-    let policy_size = form.get("Policy").map_or(0, |p| (p.len() * 100 / 2048).max(1));
+    let policy_size = form
+        .get("Policy")
+        .map_or(0, |p| (p.len() * 100 / 2048).max(1));
     Ok(format!(
         "<AssumeRoleResponse xmlns=\"{STS_NS}\">\n  <AssumeRoleResult>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n{creds}    <PackedPolicySize>{policy_size}</PackedPolicySize>\n  </AssumeRoleResult>\n{}</AssumeRoleResponse>\n",
         xml_escape(&assumed_id),
@@ -619,7 +621,10 @@ fn parse_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
 fn caller_arn(cfg: &Config, caller: &Caller) -> String {
     match caller {
         Caller::Temp(TempKind::Role { arn, .. }) => arn.clone(),
-        _ => caller.user().map(|u| cfg.users[u].arn.clone()).unwrap_or_default(),
+        _ => caller
+            .user()
+            .map(|u| cfg.users[u].arn.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -730,7 +735,9 @@ fn issue(
 }
 
 fn metadata(request_id: &str) -> String {
-    format!("  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n")
+    format!(
+        "  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n"
+    )
 }
 
 /// A 200 (or other) XML answer with the request id header.

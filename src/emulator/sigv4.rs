@@ -44,7 +44,10 @@ pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader, String> {
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let Some((k, v)) = part.trim().split_once('=') else {
-            return Err(format!("Authorization component is not key=value: '{}'", part.trim()));
+            return Err(format!(
+                "Authorization component is not key=value: '{}'",
+                part.trim()
+            ));
         };
         match k.trim() {
             "Credential" => credential = Some(v.trim()),
@@ -244,8 +247,7 @@ mod tests {
         };
         // Sign with the same machinery a client uses, then check.
         let identity =
-            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "t")
-                .into();
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "t").into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region("us-east-1")
