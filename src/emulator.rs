@@ -1,1 +1,623 @@
-//! The local STS emulator (feature `emulator`).
+//! The local STS emulator (feature `emulator`, on by default).
+//!
+//! A real HTTP/1.1 server on `127.0.0.1` that speaks STS's Query/XML wire
+//! format (GetSessionToken, AssumeRole, GetCallerIdentity) and IAM's
+//! ListMFADevices, for tests, examples and benchmarks that must run offline.
+//! It checks requests like STS does: known access key, matching session
+//! token, a SigV4 signature recomputed with the known secret, the request
+//! time within 5 minutes of its clock, and the expiry of the temporary
+//! credentials it issued. Faults (throttling, 5xx, stalls, dropped or reset
+//! connections, broken bodies) can be injected per action.
+//!
+//! ```no_run
+//! use stslib::emulator::{Action, Emulator, Fault};
+//! use std::time::Duration;
+//!
+//! let emu = Emulator::builder()
+//!     .user("ops/alice", "AKIAALICEEXAMPLE0001", "alice-secret")
+//!     .mfa_device("ops/alice", "arn:aws:iam::123456789012:mfa/alice", "123456")
+//!     .credential_lifetime(Duration::from_secs(5))
+//!     .start()?;
+//! println!("STS at {}", emu.endpoint());
+//! emu.inject(Action::AssumeRole, Fault::throttling(), 1);
+//! // ... point the code under test at emu.endpoint() ...
+//! assert_eq!(emu.request_count(Action::AssumeRole), 0);
+//! emu.stop();
+//! # Ok::<(), stslib::Error>(())
+//! ```
+//!
+//! Threads: one acceptor (`stslib-emu`) and one thread per connection
+//! (`stslib-emu-conn`). [`Emulator::stop`] and `Drop` stop and join all of
+//! them, within about a second even with connections open. Logging is at
+//! `debug` level through `log` and never includes secrets.
+
+mod faults;
+mod http;
+mod server;
+mod service;
+mod sigv4;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::{Error, Result, Secret};
+
+/// Name of the user [`Emulator::start`] seeds (ARN
+/// `arn:aws:iam::123456789012:user/emulator-user`).
+pub const DEFAULT_USER: &str = "emulator-user";
+/// Access key id of the user [`Emulator::start`] seeds.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAEMULATOR00000001";
+/// Secret access key of the user [`Emulator::start`] seeds.
+pub const DEFAULT_SECRET_ACCESS_KEY: &str = "emulator/Secret/Access/Key/0000000000000";
+
+/// An API action, for fault injection and request counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// STS GetSessionToken.
+    GetSessionToken,
+    /// STS AssumeRole.
+    AssumeRole,
+    /// STS GetCallerIdentity.
+    GetCallerIdentity,
+    /// IAM ListMFADevices.
+    ListMFADevices,
+    /// Every request, including ones naming no known action.
+    Any,
+}
+
+impl Action {
+    /// The wire name (`"AssumeRole"`); `"*"` for [`Action::Any`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::GetSessionToken => "GetSessionToken",
+            Action::AssumeRole => "AssumeRole",
+            Action::GetCallerIdentity => "GetCallerIdentity",
+            Action::ListMFADevices => "ListMFADevices",
+            Action::Any => "*",
+        }
+    }
+}
+
+/// A misbehaviour injected with [`Emulator::inject`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// An error answer in AWS's Query layout, with this status, code and
+    /// message, without looking at the request.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// AWS error code.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+    /// Answer normally, after this delay.
+    Delay(Duration),
+    /// Read the request, answer nothing for this long, then close the
+    /// connection (for client timeout tests).
+    Stall(Duration),
+    /// Read the request and close the connection without answering.
+    DropConnection,
+    /// Close the connection with a TCP reset: the request is left unread in
+    /// the socket, which makes the kernel send RST on close.
+    ResetConnection,
+    /// Send a 200 head announcing more body than is sent, then close.
+    TruncatedBody,
+    /// A 200 answer whose body is not well-formed XML.
+    MalformedXml,
+    /// An HTML error page with this status, like Werkzeug's (moto's server).
+    HtmlError(u16),
+    /// A 200 answer of well-formed XML in another action's shape.
+    WrongShape,
+    /// A 200 answer whose body is this many bytes.
+    Oversized(usize),
+    /// moto's second error layout (`<ErrorResponse><Errors><Error>...`,
+    /// no namespace, no request id, `Content-Type: text/html`), status 403.
+    AuthErrorLayout {
+        /// AWS error code.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+}
+
+impl Fault {
+    /// 400 `Throttling` "Rate exceeded".
+    pub fn throttling() -> Fault {
+        Fault::error(400, "Throttling", "Rate exceeded")
+    }
+
+    /// 500 `InternalFailure`.
+    pub fn internal() -> Fault {
+        Fault::error(
+            500,
+            "InternalFailure",
+            "The request processing has failed because of an unknown error, exception or failure.",
+        )
+    }
+
+    /// 503 `ServiceUnavailable`.
+    pub fn unavailable() -> Fault {
+        Fault::error(503, "ServiceUnavailable", "Service is unavailable")
+    }
+
+    /// 403 `AccessDenied`.
+    pub fn access_denied() -> Fault {
+        Fault::error(
+            403,
+            "AccessDenied",
+            "User is not authorized to perform this action (injected)",
+        )
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Fault {
+        Fault::Error {
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// What the emulator saw and answered for one request. Never holds secret
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestRecord {
+    /// 1-based number of the connection it came on.
+    pub connection: usize,
+    /// The action, when it named a known one.
+    pub action: Option<Action>,
+    /// The `Action` parameter as sent.
+    pub action_name: Option<String>,
+    /// The access key id from the `Authorization` header.
+    pub access_key_id: Option<String>,
+    /// The HTTP status answered; `None` when no status line was sent.
+    pub status: Option<u16>,
+    /// The AWS error code answered, for errors.
+    pub code: Option<String>,
+    /// The injected fault that applied, if any.
+    pub fault: Option<Fault>,
+    /// `DurationSeconds`, when given and numeric.
+    pub duration_seconds: Option<u64>,
+    /// `RoleArn`, when given.
+    pub role_arn: Option<String>,
+    /// `RoleSessionName`, when given.
+    pub role_session_name: Option<String>,
+    /// `SerialNumber` (MFA device), when given.
+    pub serial_number: Option<String>,
+    /// `ExternalId`, when given.
+    pub external_id: Option<String>,
+}
+
+/// Configures and starts an [`Emulator`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EmulatorBuilder {
+    port: u16,
+    account_id: String,
+    users: Vec<(String, String, Secret)>,
+    devices: Vec<(String, String, Secret)>,
+    require_mfa: bool,
+    lifetime: Option<Duration>,
+    denied_roles: Vec<String>,
+    clock_offset: time::Duration,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            port: 0,
+            account_id: "123456789012".to_owned(),
+            users: Vec::new(),
+            devices: Vec::new(),
+            require_mfa: false,
+            lifetime: None,
+            denied_roles: Vec::new(),
+            clock_offset: time::Duration::ZERO,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// The TCP port on 127.0.0.1. Defaults to 0 (any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The account of the users (12 digits). Roles of any account can be
+    /// assumed. Defaults to `123456789012`.
+    pub fn account_id(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = account_id.into();
+        self
+    }
+
+    /// Adds an IAM user `arn:aws:iam::ACCOUNT:user/NAME` with a long-term
+    /// access key. `name` may carry a path (`ops/alice`: path `/ops/`, user
+    /// name `alice`). Defaults to one user, [`DEFAULT_USER`] with
+    /// [`DEFAULT_ACCESS_KEY_ID`] / [`DEFAULT_SECRET_ACCESS_KEY`], seeded only
+    /// when no user is added.
+    pub fn user(
+        mut self,
+        name: impl Into<String>,
+        access_key_id: impl Into<String>,
+        secret: impl Into<Secret>,
+    ) -> Self {
+        self.users
+            .push((name.into(), access_key_id.into(), secret.into()));
+        self
+    }
+
+    /// Gives `user` (as passed to [`user`](Self::user), or its bare name) a
+    /// virtual MFA device. A request naming `serial` as `SerialNumber` must
+    /// give `code` (6 digits) as `TokenCode`, else it gets 403
+    /// `AccessDenied`. ListMFADevices lists it. Defaults to no devices.
+    pub fn mfa_device(
+        mut self,
+        user: impl Into<String>,
+        serial: impl Into<String>,
+        code: impl Into<Secret>,
+    ) -> Self {
+        self.devices.push((user.into(), serial.into(), code.into()));
+        self
+    }
+
+    /// Refuse GetSessionToken without MFA for users that have a device.
+    /// Defaults to `false`.
+    pub fn require_mfa(mut self, require: bool) -> Self {
+        self.require_mfa = require;
+        self
+    }
+
+    /// Caps the lifetime of every credential issued (at least 1 s), so
+    /// expiry and refresh can be tested in seconds. Defaults to none: the
+    /// `DurationSeconds` asked, else 3600 s for AssumeRole and 43200 s for
+    /// GetSessionToken.
+    pub fn credential_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// AssumeRole of this role ARN is refused with 403 `AccessDenied`.
+    /// Defaults to no denied roles.
+    pub fn deny_role(mut self, role_arn: impl Into<String>) -> Self {
+        self.denied_roles.push(role_arn.into());
+        self
+    }
+
+    /// How far the emulator's clock runs ahead of (positive) or behind
+    /// (negative) the system clock. Defaults to zero.
+    pub fn clock_offset(mut self, offset: time::Duration) -> Self {
+        self.clock_offset = offset;
+        self
+    }
+
+    /// Validates the settings, binds 127.0.0.1 and starts serving.
+    pub fn start(self) -> Result<Emulator> {
+        let cfg = self.config()?;
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| transport(&e))?;
+        let addr = listener.local_addr().map_err(|e| transport(&e))?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            cfg,
+            state: Mutex::new(service::State::default()),
+            faults: Mutex::new(Vec::new()),
+            records: Mutex::new(Vec::new()),
+            offset_ns: AtomicI64::new(clamp_nanos(self.clock_offset)),
+            connections: AtomicUsize::new(0),
+        });
+        let workers = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            let workers = Arc::clone(&workers);
+            thread::Builder::new()
+                .name("stslib-emu".into())
+                .spawn(move || server::accept_loop(&listener, &shared, &workers))
+                .map_err(|e| transport(&e))?
+        };
+        log::debug!("emulator: listening on {addr}");
+        Ok(Emulator {
+            shared,
+            addr,
+            acceptor: Some(acceptor),
+            workers,
+        })
+    }
+
+    fn config(&self) -> Result<service::Config> {
+        let account = &self.account_id;
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid_input(
+                "account_id",
+                format!("`{account}` is not 12 digits"),
+            ));
+        }
+        let mut users = Vec::new();
+        let defaults;
+        let given = if self.users.is_empty() {
+            defaults = [(
+                DEFAULT_USER.to_owned(),
+                DEFAULT_ACCESS_KEY_ID.to_owned(),
+                Secret::new(DEFAULT_SECRET_ACCESS_KEY),
+            )];
+            &defaults[..]
+        } else {
+            &self.users[..]
+        };
+        for (full, akid, secret) in given {
+            let ok_name = full.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+            });
+            if !ok_name {
+                return Err(Error::invalid_input(
+                    "user",
+                    format!("`{full}` is not a valid IAM user name or path/name"),
+                ));
+            }
+            if akid.len() < 16 || !akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(Error::invalid_input(
+                    "user",
+                    format!("access key id `{akid}` must be 16 or more letters and digits"),
+                ));
+            }
+            if secret.is_empty()
+                || users
+                    .iter()
+                    .any(|u: &service::User| &u.access_key_id == akid)
+            {
+                return Err(Error::invalid_input(
+                    "user",
+                    format!("access key `{akid}` has an empty secret or is given twice"),
+                ));
+            }
+            users.push(service::User {
+                name: full.rsplit('/').next().unwrap_or(full).to_owned(),
+                arn: format!("arn:aws:iam::{account}:user/{full}"),
+                user_id: format!("AIDA{}", service::random_string(service::UPPER_ALNUM, 17)),
+                access_key_id: akid.clone(),
+                secret: secret.clone(),
+                devices: Vec::new(),
+            });
+        }
+        let enable_date = OffsetDateTime::now_utc() + self.clock_offset;
+        for (user, serial, code) in &self.devices {
+            let taken = users
+                .iter()
+                .any(|u| u.devices.iter().any(|d| &d.serial == serial));
+            if serial.len() < 9 || serial.len() > 256 || taken {
+                return Err(Error::invalid_input(
+                    "mfa_device",
+                    format!("serial `{serial}` must be 9 to 256 characters and unique"),
+                ));
+            }
+            let owner = users
+                .iter()
+                .position(|u| u.arn.ends_with(&format!("/{user}")) || &u.name == user);
+            let Some(owner) = owner else {
+                return Err(Error::invalid_input(
+                    "mfa_device",
+                    format!("no user `{user}`"),
+                ));
+            };
+            users[owner].devices.push(service::Device {
+                serial: serial.clone(),
+                code: code.clone(),
+                enable_date,
+            });
+        }
+        if self.lifetime.is_some_and(|l| l < Duration::from_secs(1)) {
+            return Err(Error::invalid_input(
+                "credential_lifetime",
+                "must be at least 1 second",
+            ));
+        }
+        Ok(service::Config {
+            account_id: account.clone(),
+            users,
+            require_mfa: self.require_mfa,
+            lifetime: self.lifetime,
+            denied_roles: self.denied_roles.clone(),
+        })
+    }
+}
+
+fn transport(e: &std::io::Error) -> Error {
+    Error::Transport {
+        action: "Emulator::start",
+        message: format!("cannot serve on 127.0.0.1: {e}"),
+        source: None,
+    }
+}
+
+fn clamp_nanos(d: time::Duration) -> i64 {
+    d.whole_nanoseconds()
+        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// A running emulator. Dropping it (or calling [`stop`](Emulator::stop))
+/// stops it and joins all its threads.
+#[derive(Debug)]
+#[must_use = "the emulator stops when dropped"]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    cfg: service::Config,
+    state: Mutex<service::State>,
+    faults: Mutex<Vec<Armed>>,
+    records: Mutex<Vec<RequestRecord>>,
+    offset_ns: AtomicI64,
+    connections: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Armed {
+    action: Action,
+    fault: Fault,
+    remaining: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+            + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Takes one use of the first fault armed for `action` (or for Any).
+    fn take_fault(&self, action: Option<Action>) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let i = faults
+            .iter()
+            .position(|a| a.action == Action::Any || Some(a.action) == action)?;
+        let fault = faults[i].fault.clone();
+        faults[i].remaining -= 1;
+        if faults[i].remaining == 0 {
+            faults.remove(i);
+        }
+        Some(fault)
+    }
+
+    fn reset_armed(&self) -> bool {
+        lock(&self.faults)
+            .iter()
+            .any(|a| a.fault == Fault::ResetConnection)
+    }
+
+    /// Sleeps `d` in short slices; false when the emulator is stopping.
+    fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
+impl Emulator {
+    /// A builder with the defaults.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// Starts an emulator with the defaults: any free port, account
+    /// `123456789012`, one user ([`DEFAULT_USER`]).
+    pub fn start() -> Result<Emulator> {
+        Emulator::builder().start()
+    }
+
+    /// The endpoint URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The next `times` requests of `action` ([`Action::Any`]: any request)
+    /// get `fault`. Faults are used in the order injected.
+    pub fn inject(&self, action: Action, fault: Fault, times: usize) {
+        if times > 0 {
+            lock(&self.shared.faults).push(Armed {
+                action,
+                fault,
+                remaining: times,
+            });
+        }
+    }
+
+    /// Removes all injected faults not yet used.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// How many requests of `action` were received ([`Action::Any`]: all).
+    /// Requests refused at the HTTP level (malformed, oversized) are not
+    /// counted or recorded.
+    pub fn request_count(&self, action: Action) -> usize {
+        lock(&self.shared.records)
+            .iter()
+            .filter(|r| action == Action::Any || r.action == Some(action))
+            .count()
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.records).clone()
+    }
+
+    /// How many TCP connections were accepted so far.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Sets how far the emulator's clock runs ahead of (positive) or behind
+    /// (negative) the system clock. It decides signature skew, expiry and
+    /// the `Date` header.
+    pub fn set_clock_offset(&self, offset: time::Duration) {
+        self.shared
+            .offset_ns
+            .store(clamp_nanos(offset), Ordering::Relaxed);
+    }
+
+    /// Stops serving and joins every thread (bounded: about a second).
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            // Wake the blocking accept() with a connection of our own.
+            match TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+                Ok(_) => {
+                    let _ = acceptor.join();
+                }
+                Err(e) => log::warn!("emulator: cannot wake the acceptor ({e}); leaving it"),
+            }
+        }
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        for w in workers {
+            let _ = w.join();
+        }
+        log::debug!("emulator: stopped {}", self.addr);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

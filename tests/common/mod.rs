@@ -1,0 +1,300 @@
+//! Helpers shared by the integration tests (and the benches' baseline).
+//!
+//! The "floor" client is a minimal signed STS/IAM Query request built by
+//! hand with ureq + aws-sigv4 + roxmltree and no stslib code, so the
+//! emulator can be checked independently of the crate's own client.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Once;
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+
+/// Routes `log` records from stslib to stderr when `STSLIB_TEST_LOG` is set
+/// (`debug` or `trace`). Safe to call many times.
+pub fn init_logger() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.target().starts_with("stslib")
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let level = match std::env::var("STSLIB_TEST_LOG").as_deref() {
+            Ok("trace") => log::LevelFilter::Trace,
+            Ok(_) => log::LevelFilter::Debug,
+            Err(_) => return,
+        };
+        static LOGGER: Stderr = Stderr;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(level);
+        }
+    });
+}
+
+/// One signed Query call.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// `sts` or `iam` (the credential scope's service).
+    pub service: &'a str,
+    /// `Version`; `None` leaves it out.
+    pub version: Option<&'a str>,
+    pub action: &'a str,
+    pub params: &'a [(&'a str, &'a str)],
+    pub access_key_id: &'a str,
+    pub secret: &'a str,
+    pub session_token: Option<&'a str>,
+    /// Signing time (for clock-skew tests).
+    pub time: SystemTime,
+}
+
+impl<'a> Call<'a> {
+    /// An STS call signed now.
+    pub fn sts(
+        action: &'a str,
+        params: &'a [(&'a str, &'a str)],
+        access_key_id: &'a str,
+        secret: &'a str,
+        session_token: Option<&'a str>,
+    ) -> Self {
+        Call {
+            service: "sts",
+            version: Some("2011-06-15"),
+            action,
+            params,
+            access_key_id,
+            secret,
+            session_token,
+            time: SystemTime::now(),
+        }
+    }
+
+    /// An IAM call signed now.
+    pub fn iam(
+        action: &'a str,
+        params: &'a [(&'a str, &'a str)],
+        access_key_id: &'a str,
+        secret: &'a str,
+        session_token: Option<&'a str>,
+    ) -> Self {
+        Call {
+            service: "iam",
+            version: Some("2010-05-08"),
+            ..Call::sts(action, params, access_key_id, secret, session_token)
+        }
+    }
+}
+
+/// Encodes a form value like Python's `quote_plus` (what botocore sends).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The form body and the signed headers (including `host`) for `call`
+/// sent to `host` (`127.0.0.1:PORT`).
+pub fn signed_request(call: &Call<'_>, host: &str) -> (Vec<(String, String)>, String) {
+    let mut pairs = vec![("Action", call.action)];
+    if let Some(v) = call.version {
+        pairs.push(("Version", v));
+    }
+    pairs.extend_from_slice(call.params);
+    let body = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+    let identity = aws_credential_types::Credentials::new(
+        call.access_key_id,
+        call.secret,
+        call.session_token.map(str::to_owned),
+        None,
+        "floor",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(call.service)
+        .time(call.time)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        "/",
+        [("host", host), ("content-type", content_type)].into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("signable request");
+    let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
+    let mut headers = vec![
+        ("host".to_owned(), host.to_owned()),
+        ("content-type".to_owned(), content_type.to_owned()),
+    ];
+    for (name, value) in instructions.headers() {
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    (headers, body)
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct FloorResponse {
+    pub status: u16,
+    pub body: String,
+    pub content_type: Option<String>,
+    pub date: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// An agent that returns 4xx/5xx as responses, with a 10 s timeout.
+pub fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(10))
+}
+
+/// Like [`agent`] with another overall timeout.
+pub fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// Sends `call` to `endpoint` (`http://127.0.0.1:PORT`) with `agent`.
+pub fn floor_send(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    call: &Call<'_>,
+) -> Result<FloorResponse, ureq::Error> {
+    let host = endpoint
+        .strip_prefix("http://")
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    let (headers, body) = signed_request(call, host);
+    let mut req = agent.post(format!("http://{host}/"));
+    for (name, value) in &headers {
+        if name != "host" {
+            req = req.header(name, value);
+        }
+    }
+    let mut resp = req.send(body.as_bytes())?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (content_type, date, request_id) = (
+        header("content-type"),
+        header("date"),
+        header("x-amzn-requestid"),
+    );
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string()?;
+    Ok(FloorResponse {
+        status,
+        body,
+        content_type,
+        date,
+        request_id,
+    })
+}
+
+/// One signed STS call on a fresh agent; panics on transport errors.
+/// Returns the status and body.
+pub fn floor_call(
+    endpoint: &str,
+    action: &str,
+    params: &[(&str, &str)],
+    access_key_id: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> (u16, String) {
+    let call = Call::sts(action, params, access_key_id, secret, session_token);
+    let r = floor_send(&agent(), endpoint, &call).expect("transport error");
+    (r.status, r.body)
+}
+
+/// Sends `call` over a raw TCP connection and returns what the read gave:
+/// the bytes received until EOF, or the error.
+pub fn raw_call(addr: std::net::SocketAddr, call: &Call<'_>) -> std::io::Result<Vec<u8>> {
+    let host = addr.to_string();
+    let (headers, body) = signed_request(call, &host);
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = String::from("POST / HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The text of the first element named `name` anywhere in `xml`.
+pub fn xml_text(xml: &str, name: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    doc.descendants()
+        .find(|n| n.has_tag_name(name))
+        .and_then(|n| n.text())
+        .map(str::to_owned)
+}
+
+/// Temporary credentials parsed from a GetSessionToken/AssumeRole body.
+#[derive(Debug, Clone)]
+pub struct TempCreds {
+    pub access_key_id: String,
+    pub secret: String,
+    pub token: String,
+    pub expiration: String,
+}
+
+/// Parses `<Credentials>` from a body; panics if absent.
+pub fn parse_creds(xml: &str) -> TempCreds {
+    TempCreds {
+        access_key_id: xml_text(xml, "AccessKeyId").expect("AccessKeyId"),
+        secret: xml_text(xml, "SecretAccessKey").expect("SecretAccessKey"),
+        token: xml_text(xml, "SessionToken").expect("SessionToken"),
+        expiration: xml_text(xml, "Expiration").expect("Expiration"),
+    }
+}
+
+/// The names of this process's threads (Linux `/proc/self/task/*/comm`).
+pub fn thread_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
