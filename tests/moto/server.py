@@ -13,7 +13,8 @@ Run with the python of the venv that tests/moto/setup.sh builds:
 `start` launches `moto_server -H 127.0.0.1 -p P` detached (own session and
 process group, output to `<state-file>.log`), waits for `GET /moto-api/`,
 creates the fixtures below with authentication off, switches authentication
-on and writes the state file (JSON, written atomically) before exiting:
+on and writes the state file (JSON, written atomically) before exiting; it
+also prints one JSON line `{"pid", "endpoint", "state_file"}` on stdout:
 
     {
       "pid": 12345,                      # moto_server; leader of its group
@@ -28,7 +29,7 @@ on and writes the state file (JSON, written atomically) before exiting:
       "mfa_serial": "arn:aws:iam::123456789012:mfa/alice",
       "roles": {"role-a": "arn:aws:iam::123456789012:role/role-a",
                 "role-b": "...", "role-c": "..."},
-      "chain": {"from": "role-a", "to": "role-c"}
+      "chain": {"from": "role-a", "to": "role-c", "session_name": "stslib-chain"}
     }
 
 Fixtures: IAM user `alice` (path `/ops/`) with one access key and an enabled
@@ -36,7 +37,9 @@ virtual MFA device; roles `role-a`, `role-b`, `role-c` whose trust policy
 names alice; an inline policy on alice allowing `sts:AssumeRole` on the three
 roles and `sts:GetSessionToken`. For role chaining, `role-c` also trusts
 `role-a`, and `role-a` has an inline policy allowing `sts:AssumeRole` on
-`role-c` ("chain" in the state file).
+`role-c` ("chain" in the state file). moto matches trust principals as exact
+ARNs, so on moto the chain only works when the `role-a` session is named
+"stslib-chain" (see selfcheck.py for this and other moto quirks).
 
 `free-port` prints a port that was free on 127.0.0.1 a moment ago. `start`
 without `--port` picks one itself and retries with another if moto cannot
