@@ -359,9 +359,65 @@ fn io_error(e: std::io::Error) -> CmdError {
     })
 }
 
-fn cmd_whoami(cl: &CommandLine, _env: &stslib::Env, _out: &mut dyn Write) -> Result<(), CmdError> {
-    let _opts = Opts::parse(&cl.args, &["--profile", "--mfa-code"], &[])?;
+fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
+    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code"], &[])?;
+    let files = stslib::ProfileFiles::load(env)?;
+    let profile = opts
+        .value("--profile")
+        .map(str::to_owned)
+        .unwrap_or_else(|| stslib::FileLocations::from_env(env).profile);
+    let chain = files.chain(&profile)?;
+    let client = client_for(&cl.global, env, files.profile(&profile)?)?;
+    let mut keys = chain.source.keys.clone();
+    for hop in &chain.roles {
+        let name = hop
+            .role_session_name
+            .clone()
+            .unwrap_or_else(|| format!("stslib-{}", std::process::id()));
+        let mut req = stslib::AssumeRoleRequest::new(&hop.role_arn, name);
+        if let Some(d) = hop.duration_seconds {
+            req = req.duration_seconds(d);
+        }
+        if let Some(id) = &hop.external_id {
+            req = req.external_id(id);
+        }
+        if let Some(serial) = &hop.mfa_serial {
+            let code = opts.value("--mfa-code").ok_or_else(|| {
+                Usage(format!(
+                    "profile `{}` names mfa_serial {serial}: pass --mfa-code",
+                    hop.profile
+                ))
+            })?;
+            req = req.serial_number(serial).token_code(code);
+        }
+        keys = client.assume_role(&keys, &req)?.credentials.access_key();
+    }
+    let who = client.get_caller_identity(&keys)?;
+    let text = format!(
+        "Account: {}\nArn:     {}\nUserId:  {}\n",
+        who.account, who.arn, who.user_id
+    );
+    out.write_all(text.as_bytes()).map_err(io_error)?;
     Ok(())
+}
+
+/// An STS client for `profile`, with the global `--region` and
+/// `--endpoint` winning over the profile and the environment.
+fn client_for(
+    global: &Global,
+    env: &stslib::Env,
+    profile: &stslib::Profile,
+) -> Result<stslib::StsClient, CmdError> {
+    let mut b = stslib::StsClient::builder()
+        .env(env.clone())
+        .profile(profile);
+    if let Some(r) = &global.region {
+        b = b.region(r);
+    }
+    if let Some(e) = &global.endpoint {
+        b = b.endpoint(e);
+    }
+    Ok(b.build()?)
 }
 
 #[cfg(test)]
