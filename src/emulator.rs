@@ -207,6 +207,7 @@ pub struct EmulatorBuilder {
     devices: Vec<(String, String, Secret)>,
     require_mfa: bool,
     lifetime: Option<Duration>,
+    role_lifetime: Option<Duration>,
     denied_roles: Vec<String>,
     clock_offset: time::Duration,
 }
@@ -220,6 +221,7 @@ impl Default for EmulatorBuilder {
             devices: Vec::new(),
             require_mfa: false,
             lifetime: None,
+            role_lifetime: None,
             denied_roles: Vec::new(),
             clock_offset: time::Duration::ZERO,
         }
@@ -283,6 +285,15 @@ impl EmulatorBuilder {
     /// GetSessionToken.
     pub fn credential_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// Caps the lifetime of role credentials (AssumeRole) only, at least
+    /// 1 s: a long session token with second-scale roles shows refresh
+    /// rounds. Defaults to none (see
+    /// [`credential_lifetime`](Self::credential_lifetime)).
+    pub fn role_lifetime(mut self, lifetime: Duration) -> Self {
+        self.role_lifetime = Some(lifetime);
         self
     }
 
@@ -416,7 +427,11 @@ impl EmulatorBuilder {
                 enable_date,
             });
         }
-        if self.lifetime.is_some_and(|l| l < Duration::from_secs(1)) {
+        if [self.lifetime, self.role_lifetime]
+            .iter()
+            .flatten()
+            .any(|l| *l < Duration::from_secs(1))
+        {
             return Err(Error::invalid_input(
                 "credential_lifetime",
                 "must be at least 1 second",
@@ -427,6 +442,7 @@ impl EmulatorBuilder {
             users,
             require_mfa: self.require_mfa,
             lifetime: self.lifetime,
+            role_lifetime: self.role_lifetime,
             denied_roles: self.denied_roles.clone(),
         })
     }

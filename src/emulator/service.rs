@@ -56,6 +56,7 @@ pub(crate) struct Config {
     pub users: Vec<User>,
     pub require_mfa: bool,
     pub lifetime: Option<Duration>,
+    pub role_lifetime: Option<Duration>,
     pub denied_roles: Vec<String>,
 }
 
@@ -698,6 +699,9 @@ fn issue(
 ) -> String {
     let mut lifetime = Duration::from_secs(u64::from(duration_secs));
     if let Some(cap) = cfg.lifetime {
+        lifetime = lifetime.min(cap);
+    }
+    if let (Some(cap), TempKind::Role { .. }) = (cfg.role_lifetime, &kind) {
         lifetime = lifetime.min(cap);
     }
     let expires = now + lifetime;
