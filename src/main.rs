@@ -15,6 +15,9 @@ Usage: stslib [--region R] [--endpoint URL] <command> [options]
 Commands:
   profiles [--json]        the normalised profiles of the current files
   whoami [--profile P]     GetCallerIdentity with the profile's credentials
+  credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
+              [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
+                           one MFA session token, then every role assumed from it
   help [command]           this text, or a command's
 
 Global options:
@@ -46,6 +49,28 @@ first when it is a role profile) and prints account, ARN and user id.
 
   --profile P      the profile (default: AWS_PROFILE, else `default`)
   --mfa-code CODE  the 6-digit MFA code, when a role in the chain names mfa_serial
+";
+
+const CREDENTIALS_USAGE: &str = "\
+Usage: stslib credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
+                          [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
+
+The stslib flow: the role profiles' common source user (through
+source_profile) takes one session token with GetSessionToken (with MFA when
+the user has a device), then every role is assumed from it with AssumeRole.
+Secret values are printed as \"**redacted**\" unless --show-secrets is given.
+A role that fails is reported on stderr and the others are still printed;
+the exit status is then 1.
+
+  --profile ROLE      a role profile (repeatable)
+  --mfa-code CODE     the 6-digit MFA code (needed when the user has an MFA device)
+  --lifetime D        session token lifetime: 900s to 36h, e.g. 45m, 12h, 1h30m
+                      (default 12h)
+  --format F          vault (default: typed fields, one block per role),
+                      boto (the native STS field map keyed sts-ROLE, as JSON),
+                      json (one object keyed by role: AccessKeyId, SecretAccessKey,
+                      SessionToken, Expiration)
+  --show-secrets      print SecretAccessKey and SessionToken in clear text
 ";
 
 /// A usage error: exit 2 with the message and a hint.
@@ -202,10 +227,12 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
     let usage = match command {
         "profiles" => PROFILES_USAGE,
         "whoami" => WHOAMI_USAGE,
+        "credentials" => CREDENTIALS_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
                 Some("whoami") => WHOAMI_USAGE,
+                Some("credentials") => CREDENTIALS_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -224,6 +251,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
     let result = match command {
         "profiles" => cmd_profiles(&cl, env, out),
         "whoami" => cmd_whoami(&cl, env, out),
+        "credentials" => cmd_credentials(&cl, env, out),
         _ => unreachable!("commands are matched above"),
     };
     match result {
@@ -233,6 +261,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
             eprintln!("stslib: error: {e}");
             1
         }
+        Err(CmdError::Reported) => 1,
     }
 }
 
@@ -244,6 +273,8 @@ fn usage_error(message: &str) -> u8 {
 enum CmdError {
     Usage(Usage),
     Failed(stslib::Error),
+    /// Already reported on stderr.
+    Reported,
 }
 
 impl From<Usage> for CmdError {
@@ -401,6 +432,216 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
+/// The `--format` of `credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Vault,
+    Boto,
+    Json,
+}
+
+fn cmd_credentials(
+    cl: &CommandLine,
+    env: &stslib::Env,
+    out: &mut dyn Write,
+) -> Result<(), CmdError> {
+    let opts = Opts::parse(
+        &cl.args,
+        &["--profile", "--mfa-code", "--lifetime", "--format"],
+        &["--show-secrets"],
+    )?;
+    let roles = opts.values("--profile");
+    if roles.is_empty() {
+        return Err(Usage("credentials needs at least one --profile ROLE".into()).into());
+    }
+    let format = match opts.value("--format").unwrap_or("vault") {
+        "vault" => Format::Vault,
+        "boto" => Format::Boto,
+        "json" => Format::Json,
+        other => {
+            return Err(Usage(format!("unknown --format `{other}` (vault, boto or json)")).into())
+        }
+    };
+    let lifetime = match opts.value("--lifetime") {
+        Some(text) => parse_duration(text).map_err(Usage)?,
+        None => stslib::DEFAULT_TOKEN_LIFETIME,
+    };
+    let show = opts.flag("--show-secrets");
+    let files = stslib::ProfileFiles::load(env)?;
+    let user = common_source(&files, &roles)?;
+    let mut b = stslib::Session::builder()
+        .files(files)
+        .env(env.clone())
+        .profile(&user);
+    if let Some(r) = &cl.global.region {
+        b = b.region(r);
+    }
+    if let Some(e) = &cl.global.endpoint {
+        b = b.endpoint(e);
+    }
+    let session = b.build()?;
+    session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    let outcomes = session.generate_credentials(&roles)?;
+    // A one-shot command keeps nothing fresh.
+    session.halt()?;
+    let ok: Vec<(&str, &stslib::Credentials)> = outcomes
+        .iter()
+        .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.as_str(), c)))
+        .collect();
+    let text = match format {
+        Format::Vault => vault_text(&ok, show),
+        Format::Boto => fields_json(&ok, show, "sts-", true),
+        Format::Json => fields_json(&ok, show, "", false),
+    };
+    out.write_all(text.as_bytes()).map_err(io_error)?;
+    let mut failed = false;
+    for (profile, r) in &outcomes {
+        if let Err(e) = r {
+            eprintln!("stslib: error: profile `{profile}`: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        Err(CmdError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+/// The one IAM-user profile every role in `roles` is sourced from.
+fn common_source(files: &stslib::ProfileFiles, roles: &[&str]) -> Result<String, CmdError> {
+    let mut user: Option<(String, &str)> = None;
+    for role in roles {
+        let chain = files.chain(role)?;
+        match &user {
+            Some((u, first)) if *u != chain.source.profile => {
+                return Err(Usage(format!(
+                    "profiles `{first}` and `{role}` come from different users \
+                     (`{u}` and `{}`); run one command per user",
+                    chain.source.profile
+                ))
+                .into())
+            }
+            Some(_) => {}
+            None => user = Some((chain.source.profile.clone(), role)),
+        }
+    }
+    Ok(user.map(|(u, _)| u).unwrap_or_default())
+}
+
+fn secret_text(s: &stslib::Secret, show: bool) -> &str {
+    if show {
+        s.expose()
+    } else {
+        stslib::REDACTED
+    }
+}
+
+/// The typed ("vault") form: one block per role.
+fn vault_text(ok: &[(&str, &stslib::Credentials)], show: bool) -> String {
+    let mut out = String::new();
+    for (profile, c) in ok {
+        out.push_str(&format!(
+            "[{profile}]\n\
+             access_key_id     = {}\n\
+             secret_access_key = {}\n\
+             session_token     = {}\n\
+             start             = {}\n\
+             expiration        = {}\n\
+             duration          = {}\n\
+             remaining         = {}\n\n",
+            c.access_key_id,
+            secret_text(&c.secret_access_key, show),
+            secret_text(&c.session_token, show),
+            c.start_time_iso(),
+            c.expiration_iso(),
+            stslib::humanize(c.duration()),
+            c.humanized_remaining(),
+        ));
+    }
+    out
+}
+
+/// `{"PREFIXprofile": {"AccessKeyId": ..., ...}}`; `with_start` adds the
+/// STS map's `StartTime`.
+fn fields_json(
+    ok: &[(&str, &stslib::Credentials)],
+    show: bool,
+    prefix: &str,
+    with_start: bool,
+) -> String {
+    let mut out = String::from("{");
+    for (i, (profile, c)) in ok.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut fields = vec![
+            ("AccessKeyId", c.access_key_id.clone()),
+            (
+                "SecretAccessKey",
+                secret_text(&c.secret_access_key, show).to_owned(),
+            ),
+            (
+                "SessionToken",
+                secret_text(&c.session_token, show).to_owned(),
+            ),
+            ("Expiration", c.expiration_iso()),
+        ];
+        if with_start {
+            fields.push(("StartTime", c.start_time_iso()));
+        }
+        out.push_str(&json_str(&format!("{prefix}{profile}")));
+        out.push_str(":{");
+        for (j, (k, v)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(k));
+            out.push(':');
+            out.push_str(&json_str(v));
+        }
+        out.push('}');
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// `900s`, `45m`, `12h`, `1h30m`, `2d`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration `{text}` (examples: 900s, 45m, 12h, 1h30m)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 /// An STS client for `profile`, with the global `--region` and
 /// `--endpoint` winning over the profile and the environment.
 fn client_for(
@@ -453,6 +694,19 @@ mod tests {
         assert!(o.flag("--json"));
         assert!(Opts::parse(&argv("--profile"), &["--profile"], &[]).is_err());
         assert!(Opts::parse(&argv("--bogus"), &["--profile"], &[]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let s = |t| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(s("900s"), Ok(900));
+        assert_eq!(s("45m"), Ok(2700));
+        assert_eq!(s("12h"), Ok(43_200));
+        assert_eq!(s("1h30m"), Ok(5400));
+        assert_eq!(s("3600"), Ok(3600));
+        for bad in ["", "h", "1x", "12h5", "-1h", "99999999999999999999h"] {
+            assert!(s(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
