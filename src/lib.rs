@@ -1,6 +1,79 @@
 //! stslib: AWS STS temporary credentials for synchronous programs.
 //!
-//! (Crate documentation is written once the public API settles.)
+//! From one IAM-user profile in the AWS CLI's files, stslib takes one
+//! MFA-protected session token (`GetSessionToken`), assumes roles for many
+//! profiles from it (`AssumeRole`), and keeps those role credentials fresh in
+//! the background for hours without asking for MFA again, handing the
+//! application only valid credentials. No async runtime: a blocking client
+//! on `ureq`, one OS thread per session.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stslib::Session;
+//!
+//! // `alice` holds an IAM user's keys (and mfa_serial); `dev` and `prod` are
+//! // role profiles with `source_profile = alice` in ~/.aws/config.
+//! let session = Session::builder().profile("alice").build()?;
+//! session.generate_session_token(Duration::from_secs(12 * 3600), Some("123456"))?;
+//! for (profile, outcome) in session.generate_credentials(&["dev", "prod"])? {
+//!     match outcome {
+//!         Ok(c) => println!("{profile}: {} until {}", c.access_key_id, c.expiration_iso()),
+//!         Err(e) => eprintln!("{profile}: {e}"),
+//!     }
+//! }
+//! // Later, from any thread: only valid credentials, never a network wait.
+//! if let Some(c) = session.current_credentials().get("prod") {
+//!     println!("{} left", c.humanized_remaining());
+//! }
+//! session.halt()?; // or just drop it
+//! # Ok::<(), stslib::Error>(())
+//! ```
+//!
+//! The same flow runs offline on the bundled emulator in
+//! `examples/demo.rs` (`cargo run --example demo`).
+//!
+//! # Pieces
+//!
+//! - [`ProfileFiles`]: the AWS CLI's `config` and `credentials` files, parsed
+//!   and normalised as the AWS SDKs do; [`ProfileFiles::chain`] resolves a
+//!   profile to its static keys and `AssumeRole` hops.
+//! - [`StsClient`]: blocking, SigV4-signed `GetSessionToken`, `AssumeRole`,
+//!   `GetCallerIdentity` and IAM `ListMFADevices`, with retries for
+//!   throttling and 5xx, and typed errors ([`Error::Service`] carries the
+//!   HTTP status, AWS code, message and request id).
+//! - [`Credentials`]: the typed ("vault") form with start, expiration,
+//!   duration, remaining lifetime; [`Credentials::boto_map_exposing_secrets`]
+//!   gives the native STS field map ("boto").
+//! - [`Session`]: one session token, many roles, one refresher thread.
+//! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
+//!   127.0.0.1 with fault injection, for tests.
+//!
+//! # Threads
+//!
+//! Each [`Session`] runs at most one OS thread, `stslib-refresh`, and only
+//! while some role would expire before the session token does (or an MFA
+//! provider can renew the token). The thread waits on a channel select:
+//! halt first, the next refresh deadline second, sleeping at most
+//! [`RefreshPolicy::max_sleep`] before re-reading the wall clock (a
+//! suspended laptop). [`Session::halt`] and `Drop` signal it and join it;
+//! mid-request, the join waits at most the client's timeouts. Many roles are
+//! assumed over a bounded number of short-lived scoped threads that are
+//! joined before the call returns. Readers take an `Arc` snapshot that each
+//! refresh swaps in whole: they never block on the network and never see a
+//! half-updated set.
+//!
+//! # Logging and secrets
+//!
+//! stslib logs through the `log` crate: `info` for sessions and refresh
+//! rounds, `debug` for requests and scheduling, `warn` for failures. Secret
+//! access keys, session tokens and MFA codes never appear in its logs, in
+//! `Debug` or `Display` of any type, or in error messages: they live in
+//! [`Secret`], whose formatting prints `**redacted**`. **ureq's own `trace`
+//! level logs raw wire bytes, including signed headers and response bodies
+//! with credentials: never enable `trace` for the `ureq` target in
+//! production.**
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
