@@ -93,11 +93,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
     let mut token_failures = 0u32;
     drop(snap);
 
-    loop {
-        let Some(mut token) = inner.snapshot().token.clone() else {
-            break;
-        };
-
+    while let Some(mut token) = inner.snapshot().token.clone() {
         // The session token first: roles are assumed with it.
         if token_at.is_some_and(|at| at <= now()) {
             match renew_token(inner) {
