@@ -500,6 +500,38 @@ fn an_mfa_provider_renews_the_token_and_roles_keep_refreshing() {
 }
 
 #[test]
+fn a_failed_token_renewal_is_retried() {
+    init_logger();
+    let emu = mfa_emulator(Duration::from_secs(3));
+    let (roles, config) = names(1);
+    let session = session_builder(
+        &emu.endpoint(),
+        alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config),
+        "alice",
+    )
+    .mfa_provider(|_| Ok(Secret::new(ALICE_CODE)))
+    .build()
+    .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&refs(&roles)).unwrap();
+    let first = session.session_token().unwrap();
+    emu.inject(Action::GetSessionToken, Fault::access_denied(), 1);
+    let (renewed, seen) = wait_event(&events, Duration::from_secs(5), |e| {
+        matches!(e, Event::TokenRenewed { .. })
+    });
+    assert!(renewed.is_some(), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::TokenRenewalFailed { error }
+            if error.code() == Some("AccessDenied"))),
+        "{seen:?}"
+    );
+    let token = session.session_token().unwrap();
+    assert_ne!(token.access_key_id, first.access_key_id);
+    assert!(session.is_refreshing());
+}
+
+#[test]
 fn a_wrong_mfa_code_is_access_denied() {
     init_logger();
     let emu = mfa_emulator(Duration::from_secs(60));
