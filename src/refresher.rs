@@ -93,21 +93,14 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
     let mut token_failures = 0u32;
     drop(snap);
 
-    loop {
-        let now = now();
-        let Some(mut token) = inner.snapshot().token.clone() else {
-            break;
-        };
-
+    while let Some(mut token) = inner.snapshot().token.clone() {
         // The session token first: roles are assumed with it.
-        if let Some(at) = token_at.filter(|at| *at <= now) {
-            let _ = at;
+        if token_at.is_some_and(|at| at <= now()) {
             match renew_token(inner) {
                 Ok(new) => {
                     token_failures = 0;
                     let new = Arc::new(new);
-                    let snap = inner.snapshot();
-                    inner.publish(Snapshot::new(Some(new.clone()), snap.roles.clone()));
+                    inner.update(|snap| Snapshot::new(Some(new.clone()), snap.roles.clone()));
                     log::info!("session token renewed, expires {}", new.expiration_iso());
                     inner.subscribers.send(Event::TokenRenewed {
                         expiration: new.expiration,
@@ -117,6 +110,9 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
                 }
                 Err(e) => {
                     log::warn!("session token renewal failed: {e}");
+                    // Read the clock again: the provider may have waited on
+                    // a person, the call on the network.
+                    let now = now();
                     let wait = policy.retry_delay(
                         token_failures,
                         until_or_max(token.expiration, now),
@@ -132,28 +128,21 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
         }
 
         // Then every role whose deadline has come, in one round.
+        let now = now();
         let due: Vec<usize> = (0..roles.len())
             .filter(|&i| roles[i].next_at <= now)
             .collect();
         if !due.is_empty() && token.expiration > now {
-            refresh_round(inner, &token, &mut roles, &due, now);
+            refresh_round(inner, &token, &mut roles, &due);
         }
 
-        // Roles can only be refreshed while a session token is valid.
-        let renewable = token_at.is_some();
-        roles.retain(|r| renewable || r.next_at < token.expiration);
-        if roles.is_empty() {
+        let now = self::now();
+        let Some(deadline) = plan(&mut roles, now, token.expiration, token_at) else {
             log::info!("refresher of `{}`: nothing left to refresh", inner.profile);
             inner.subscribers.send(Event::Ended);
             return;
-        }
-        let deadline = roles
-            .iter()
-            .map(|r| r.next_at)
-            .chain(token_at)
-            .min()
-            .unwrap_or(token.expiration);
-        let sleep = policy.sleep_for(self::now(), deadline);
+        };
+        let sleep = policy.sleep_for(now, deadline);
         log::debug!(
             "refresher of `{}`: next deadline {deadline}, sleeping {sleep:?}",
             inner.profile
@@ -170,19 +159,43 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
     inner.subscribers.send(Event::Ended);
 }
 
-/// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
-fn refresh_round(
-    inner: &Inner,
-    token: &Arc<Credentials>,
-    roles: &mut [RoleState],
-    due: &[usize],
+/// Drops the roles that can no longer be refreshed and returns when the
+/// loop should wake next; `None` when nothing is left to do.
+///
+/// Roles are assumed only with a valid session token. Without token
+/// renewal (`token_at` is `None`: no MFA provider) a role whose deadline is
+/// not before the token's end is dropped, and once the token has ended all
+/// are. With renewal, roles outlive the token, and while it has ended they
+/// wait for its renewal instead of for their own (passed) deadlines, which
+/// would otherwise make the loop spin.
+fn plan(
+    roles: &mut Vec<RoleState>,
     now: OffsetDateTime,
-) {
+    token_expiration: OffsetDateTime,
+    token_at: Option<OffsetDateTime>,
+) -> Option<OffsetDateTime> {
+    let token_valid = now < token_expiration;
+    if token_at.is_none() {
+        roles.retain(|r| token_valid && r.next_at < token_expiration);
+    }
+    if roles.is_empty() {
+        None
+    } else if token_valid {
+        roles.iter().map(|r| r.next_at).chain(token_at).min()
+    } else {
+        token_at
+    }
+}
+
+/// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
+fn refresh_round(inner: &Inner, token: &Arc<Credentials>, roles: &mut [RoleState], due: &[usize]) {
     let policy = &inner.policy;
     let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
     let results = assume_all(inner, token, &specs);
+    // Backoff counts from now, not from before the (possibly slow) round.
+    let now = now();
     let old = inner.snapshot();
-    let mut fresh = old.roles.clone();
+    let mut fresh: BTreeMap<String, Arc<Credentials>> = BTreeMap::new();
     let mut events = Vec::with_capacity(due.len());
     let (mut ok, mut failed) = (0, 0);
     for ((profile, result), &i) in results.into_iter().zip(due) {
@@ -217,7 +230,14 @@ fn refresh_round(
             }
         }
     }
-    inner.publish(Snapshot::new(Some(token.clone()), fresh));
+    // Swap in the new credentials over the current snapshot under its
+    // lock, keeping whatever token the session holds now (a caller may have
+    // obtained a new one meanwhile).
+    inner.update(|snap| {
+        let mut roles = snap.roles.clone();
+        roles.extend(fresh);
+        Snapshot::new(snap.token.clone(), roles)
+    });
     log::info!(
         "refresh round for `{}`: {ok} refreshed, {failed} failed",
         inner.profile
@@ -329,4 +349,64 @@ fn assume_one(inner: &Inner, token_keys: &AccessKey, spec: &RoleSpec) -> Result<
         last = Some(assumed.credentials);
     }
     last.ok_or_else(|| Error::invalid_profile(&spec.profile, Some("role_arn"), "no role to assume"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn role(next_at: OffsetDateTime) -> RoleState {
+        RoleState {
+            spec: RoleSpec {
+                profile: "r".into(),
+                hops: Vec::new(),
+            },
+            next_at,
+            failures: 0,
+        }
+    }
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn secs(s: i64) -> time::Duration {
+        time::Duration::seconds(s)
+    }
+
+    #[test]
+    fn plan_wakes_at_the_earliest_deadline() {
+        let mut roles = vec![role(T0 + secs(30)), role(T0 + secs(20))];
+        let at = plan(&mut roles, T0, T0 + secs(100), None);
+        assert_eq!(at, Some(T0 + secs(20)));
+        let at = plan(&mut roles, T0, T0 + secs(100), Some(T0 + secs(10)));
+        assert_eq!(at, Some(T0 + secs(10)));
+        assert_eq!(roles.len(), 2);
+    }
+
+    #[test]
+    fn plan_drops_roles_that_cannot_be_refreshed_before_the_token_ends() {
+        let mut roles = vec![role(T0 + secs(30)), role(T0 + secs(200))];
+        let at = plan(&mut roles, T0, T0 + secs(100), None);
+        assert_eq!(at, Some(T0 + secs(30)));
+        assert_eq!(roles.len(), 1);
+    }
+
+    #[test]
+    fn plan_ends_once_an_unrenewable_token_has_ended() {
+        // A role due (deadline passed) just before the token ended: it can
+        // no longer be refreshed. Keeping it made the loop spin with a
+        // zero sleep forever.
+        let mut roles = vec![role(T0 + secs(99))];
+        assert_eq!(plan(&mut roles, T0 + secs(101), T0 + secs(100), None), None);
+        assert!(roles.is_empty());
+    }
+
+    #[test]
+    fn plan_waits_for_token_renewal_not_for_passed_role_deadlines() {
+        let mut roles = vec![role(T0 + secs(99))];
+        let retry = T0 + secs(105);
+        let at = plan(&mut roles, T0 + secs(101), T0 + secs(100), Some(retry));
+        assert_eq!(at, Some(retry));
+        assert_eq!(roles.len(), 1);
+    }
 }

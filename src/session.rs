@@ -470,11 +470,9 @@ impl Session {
             .inner
             .get_session_token(secs, serial.as_deref(), code)?;
         *lock(&self.inner.token_lifetime) = lifetime;
-        let snap = self.inner.snapshot();
-        self.inner.publish(Snapshot::new(
-            Some(Arc::new(token.clone())),
-            snap.roles.clone(),
-        ));
+        let new = Arc::new(token.clone());
+        self.inner
+            .update(|snap| Snapshot::new(Some(new), snap.roles.clone()));
         log::info!(
             "session token for `{}` obtained, expires {}",
             self.inner.profile,
@@ -541,7 +539,12 @@ impl Session {
             .collect();
         if refresher::needs_refresher(&self.inner, &token, &roles) {
             let r = Refresher::spawn(self.inner.clone(), live)?;
-            *lock(&self.refresher) = Some(r);
+            // A concurrent call may have started one meanwhile: never leave
+            // a second thread running unjoined.
+            let previous = lock(&self.refresher).replace(r);
+            if let Some(previous) = previous {
+                previous.halt()?;
+            }
         }
         Ok(results.into_iter().collect())
     }
@@ -672,6 +675,15 @@ impl Inner {
 
     pub(crate) fn publish(&self, snap: Snapshot) {
         *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+    }
+
+    /// Replaces the snapshot with one made from the current one, under the
+    /// write lock, so concurrent writers (the caller's thread and the
+    /// refresher) never undo each other's changes.
+    pub(crate) fn update(&self, f: impl FnOnce(&Snapshot) -> Snapshot) {
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        let next = f(&slot);
+        *slot = Arc::new(next);
     }
 
     fn valid_token(&self) -> Option<Arc<Credentials>> {

@@ -298,3 +298,127 @@ pub fn thread_names() -> Vec<String> {
         .map(|s| s.trim().to_owned())
         .collect()
 }
+
+// ---- Sessions on the emulator -------------------------------------------
+
+/// alice's long-term key, as given to the emulator and the profile files.
+pub const ALICE_KEY: &str = "AKIAALICEEXAMPLE0001";
+/// alice's secret access key.
+pub const ALICE_SECRET: &str = "alice-secret-key";
+/// alice's virtual MFA device.
+pub const ALICE_MFA: &str = "arn:aws:iam::123456789012:mfa/alice";
+/// The code alice's device accepts.
+pub const ALICE_CODE: &str = "123456";
+
+/// An emulator builder with alice (and no device) and this credential
+/// lifetime cap.
+pub fn emulator_with_alice(lifetime: Duration) -> stslib::emulator::EmulatorBuilder {
+    stslib::emulator::Emulator::builder()
+        .user("alice", ALICE_KEY, ALICE_SECRET)
+        .credential_lifetime(lifetime)
+}
+
+/// The role ARN of role profile `name`.
+pub fn role_arn(name: &str) -> String {
+    format!("arn:aws:iam::123456789012:role/{name}")
+}
+
+/// `[profile NAME]` sections for role profiles sourced from `source`
+/// (`extra` lines are added to each).
+pub fn role_profiles(names: &[&str], source: &str, extra: &str) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "[profile {n}]\nrole_arn = {}\nsource_profile = {source}\n{extra}\n",
+                role_arn(n)
+            )
+        })
+        .collect()
+}
+
+/// `r1` .. `rN`.
+pub fn role_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("r{i}")).collect()
+}
+
+/// Profile files: alice's keys (in the credentials file), `[profile alice]`
+/// with `alice_config` lines, and `config` appended as is.
+pub fn alice_files(alice_config: &str, config: &str) -> stslib::ProfileFiles {
+    let config = format!("[profile alice]\n{alice_config}\n{config}");
+    let credentials = format!(
+        "[alice]\naws_access_key_id = {ALICE_KEY}\naws_secret_access_key = {ALICE_SECRET}\n"
+    );
+    stslib::ProfileFiles::from_strings(&config, &credentials).expect("profile files parse")
+}
+
+/// A refresh policy for second-scale lifetimes: refresh at half life,
+/// retries from 100 ms.
+pub fn fast_policy() -> stslib::RefreshPolicy {
+    stslib::RefreshPolicy::default()
+        .fraction(0.5)
+        .retry_base(Duration::from_millis(100))
+        .retry_max(Duration::from_millis(500))
+}
+
+/// A session builder for `profile` on the emulator at `endpoint`, IAM
+/// included, with an environment of nothing else (hermetic).
+pub fn session_builder(
+    endpoint: &str,
+    files: stslib::ProfileFiles,
+    profile: &str,
+) -> stslib::SessionBuilder {
+    stslib::Session::builder()
+        .files(files)
+        .profile(profile)
+        .endpoint(endpoint)
+        .env(stslib::Env::from_pairs([(
+            "AWS_ENDPOINT_URL_IAM",
+            endpoint,
+        )]))
+        .refresh_policy(fast_policy())
+}
+
+/// The session-token lifetime tests ask for (the emulator caps it).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
+/// Receives events until `pred` accepts one or `timeout` passes; returns
+/// the accepted event and everything received before it.
+pub fn wait_event(
+    rx: &crossbeam_channel::Receiver<stslib::Event>,
+    timeout: Duration,
+    mut pred: impl FnMut(&stslib::Event) -> bool,
+) -> (Option<stslib::Event>, Vec<stslib::Event>) {
+    let end = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if pred(&e) => return (Some(e), seen),
+            Ok(e) => seen.push(e),
+            Err(_) => return (None, seen),
+        }
+    }
+}
+
+/// How many `stslib-refresh` threads this process has.
+pub fn refresh_threads() -> usize {
+    thread_names()
+        .iter()
+        .filter(|n| n.as_str() == "stslib-refresh")
+        .count()
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

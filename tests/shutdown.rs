@@ -1,0 +1,183 @@
+//! The refresher thread's life: exactly one `stslib-refresh` thread per
+//! refreshing session, none after halt or drop; halt is prompt when idle and
+//! bounded by the client timeout mid-request; a new `generate_credentials`
+//! replaces the thread; halting twice, or after the thread ended by itself,
+//! is fine.
+//!
+//! Thread counts are read from `/proc/self/task/*/comm`, which every test of
+//! this binary would see, so the steps run one after another in a single
+//! test.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use stslib::emulator::{Action, Fault};
+use stslib::{Event, Session};
+
+/// Whether there are `n` refresher threads, polled for briefly: a new
+/// thread names itself only once it runs, and a joined one can linger in
+/// `/proc` for a moment after `join` returns (the kernel wakes the joiner
+/// before it removes the task).
+fn refresh_threads_are(n: usize) -> bool {
+    eventually(Duration::from_millis(500), || refresh_threads() == n)
+}
+
+fn no_refresh_threads() -> bool {
+    refresh_threads_are(0)
+}
+
+fn session(endpoint: &str, n: usize) -> (Session, Vec<String>) {
+    session_with(endpoint, n, false)
+}
+
+/// A session for `n` roles with a 1 s client timeout and a session token;
+/// `renewable`: with an MFA provider (never asked for a code: alice has no
+/// device), so the token is renewed and the refresher runs on.
+fn session_with(endpoint: &str, n: usize, renewable: bool) -> (Session, Vec<String>) {
+    let roles = role_names(n);
+    let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let files = alice_files("", &role_profiles(&refs, "alice", ""));
+    let mut b = session_builder(endpoint, files, "alice").timeout(Duration::from_secs(1));
+    if renewable {
+        b = b.mfa_provider(|_| panic!("alice has no MFA device"));
+    }
+    let s = b.build().unwrap();
+    s.generate_session_token(TOKEN_LIFETIME, None).unwrap();
+    (s, roles)
+}
+
+fn generate(s: &Session, roles: &[String]) {
+    let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let out = s.generate_credentials(&refs).unwrap();
+    assert!(out.values().all(Result::is_ok), "{out:?}");
+}
+
+#[test]
+fn refresher_threads_start_and_stop_with_their_sessions() {
+    init_logger();
+    assert!(refresh_threads_are(0), "{} threads", refresh_threads());
+    let emu = emulator_with_alice(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let ep = emu.endpoint();
+
+    // Halt when idle: prompt, announced, thread gone; again: a no-op.
+    {
+        let (s, roles) = session(&ep, 2);
+        let events = s.subscribe();
+        generate(&s, &roles);
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        assert!(s.is_refreshing());
+        let t = Instant::now();
+        s.halt().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(matches!(events.try_recv(), Ok(Event::Halted)));
+        assert!(!s.is_refreshing());
+        assert!(no_refresh_threads());
+        s.halt().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(events.try_recv().is_err(), "second halt did something");
+        // Credentials already held stay readable.
+        assert_eq!(s.current_credentials().len(), 2);
+    }
+
+    // Drop halts and joins.
+    {
+        let (s, roles) = session(&ep, 1);
+        let events = s.subscribe();
+        generate(&s, &roles);
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        drop(s);
+        assert!(no_refresh_threads());
+        assert!(matches!(events.try_recv(), Ok(Event::Halted)));
+        assert!(events.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    // Generating credentials again halts the old thread first.
+    {
+        let (s, roles) = session(&ep, 2);
+        let events = s.subscribe();
+        generate(&s, &roles[..1]);
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        generate(&s, &roles);
+        assert!(matches!(events.try_recv(), Ok(Event::Halted)));
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        assert!(s.is_refreshing());
+        assert_eq!(s.credentials().len(), 2);
+        generate(&s, &roles);
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        drop(s);
+        assert!(no_refresh_threads());
+    }
+
+    // One thread per session; each goes with its own session.
+    {
+        let sessions: Vec<Session> = (0..3)
+            .map(|_| {
+                let (s, roles) = session(&ep, 1);
+                generate(&s, &roles);
+                s
+            })
+            .collect();
+        assert!(refresh_threads_are(3), "{} threads", refresh_threads());
+        let mut sessions = sessions.into_iter();
+        drop(sessions.next());
+        assert!(refresh_threads_are(2));
+        for s in sessions {
+            s.halt().unwrap();
+        }
+        assert!(no_refresh_threads());
+    }
+    drop(emu);
+
+    // Halt mid-request: bounded by the client's 1 s timeout (the stalled
+    // attempt times out, the retry is answered, the loop sees the halt).
+    {
+        let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
+        let (s, roles) = session_with(&emu.endpoint(), 1, true);
+        let events = s.subscribe();
+        generate(&s, &roles);
+        emu.inject(Action::AssumeRole, Fault::Stall(Duration::from_secs(5)), 1);
+        // The stalled request is recorded when it arrives.
+        assert!(eventually(Duration::from_secs(4), || {
+            emu.request_count(Action::AssumeRole) == 2
+        }));
+        let stalled = emu.requests().into_iter().last().unwrap();
+        assert!(matches!(stalled.fault, Some(Fault::Stall(_))));
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        let t = Instant::now();
+        s.halt().unwrap();
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(3), "halt took {took:?}");
+        // Halt joined the in-flight call: its retry was answered first.
+        assert_eq!(emu.request_count(Action::AssumeRole), 3);
+        assert!(no_refresh_threads());
+        let (halted, seen) = wait_event(&events, Duration::from_millis(100), |e| {
+            matches!(e, Event::Halted)
+        });
+        assert!(halted.is_some(), "{seen:?}");
+    }
+
+    // A session whose thread ended by itself halts fine.
+    {
+        let emu = emulator_with_alice(Duration::from_secs(2)).start().unwrap();
+        let (s, roles) = session(&emu.endpoint(), 1);
+        let events = s.subscribe();
+        generate(&s, &roles);
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        let (ended, seen) = wait_event(&events, Duration::from_secs(6), |e| {
+            matches!(e, Event::Ended)
+        });
+        assert!(ended.is_some(), "{seen:?}");
+        assert!(no_refresh_threads());
+        assert!(!s.is_refreshing());
+        let t = Instant::now();
+        s.halt().unwrap();
+        s.halt().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(events.try_recv().is_err(), "no Halted from an ended thread");
+    }
+    assert!(refresh_threads_are(0), "{} threads", refresh_threads());
+}
