@@ -22,7 +22,8 @@ Commands:
 
 Global options:
   --region R               region for STS (default: profile's region, AWS_REGION, us-east-1)
-  --endpoint URL           STS endpoint (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
+  --endpoint URL           STS endpoint, also used for the IAM MFA-device lookup
+                           (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
                            profile endpoint_url, then the regional AWS endpoint)
   -h, --help               help
 
@@ -477,7 +478,7 @@ fn cmd_credentials(
         b = b.region(r);
     }
     if let Some(e) = &cl.global.endpoint {
-        b = b.endpoint(e);
+        b = b.endpoint(e).iam_endpoint(e);
     }
     let session = b.build()?;
     session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
@@ -656,7 +657,7 @@ fn client_for(
         b = b.region(r);
     }
     if let Some(e) = &global.endpoint {
-        b = b.endpoint(e);
+        b = b.endpoint(e).iam_endpoint(e);
     }
     Ok(b.build()?)
 }

@@ -46,8 +46,10 @@ pub struct SessionBuilder {
     env: Env,
     region: Option<String>,
     endpoint: Option<String>,
+    iam_endpoint: Option<String>,
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    max_attempts: Option<u32>,
     policy: RefreshPolicy,
     mfa_provider: Option<MfaProvider>,
     parallelism: usize,
@@ -102,6 +104,25 @@ impl SessionBuilder {
     /// regional AWS endpoint.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The IAM endpoint URL, used only to look up the user's MFA device
+    /// (`ListMFADevices`) when no profile names `mfa_serial`. Defaults to
+    /// `AWS_ENDPOINT_URL_IAM`, else `AWS_ENDPOINT_URL`, else the profile's
+    /// `endpoint_url`, else IAM's global endpoint.
+    pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.iam_endpoint = Some(url.into());
+        self
+    }
+
+    /// How many times one STS call is tried (throttling, 5xx and I/O
+    /// errors are retried). With [`timeout`](Self::timeout) it bounds how
+    /// long a halt can wait for a refresh in flight. Defaults to the
+    /// client's (see
+    /// [`StsClientBuilder::max_attempts`](crate::StsClientBuilder::max_attempts)).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
         self
     }
 
@@ -178,6 +199,12 @@ impl SessionBuilder {
         }
         if let Some(url) = self.endpoint {
             client = client.endpoint(url);
+        }
+        if let Some(url) = self.iam_endpoint {
+            client = client.iam_endpoint(url);
+        }
+        if let Some(n) = self.max_attempts {
+            client = client.max_attempts(n);
         }
         if let Some(t) = self.connect_timeout {
             client = client.connect_timeout(t);
@@ -347,7 +374,9 @@ impl Session {
             env: Env::process(),
             region: None,
             endpoint: None,
+            iam_endpoint: None,
             connect_timeout: None,
+            max_attempts: None,
             timeout: None,
             policy: RefreshPolicy::default(),
             mfa_provider: None,
