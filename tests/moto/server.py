@@ -35,7 +35,7 @@ also prints one JSON line `{"pid", "endpoint", "state_file"}` on stdout:
 Fixtures: IAM user `alice` (path `/ops/`) with one access key and an enabled
 virtual MFA device; roles `role-a`, `role-b`, `role-c` whose trust policy
 names alice; an inline policy on alice allowing `sts:AssumeRole` on the three
-roles and `sts:GetSessionToken`. For role chaining, `role-c` also trusts
+roles, `sts:GetSessionToken` and `iam:ListMFADevices`. For role chaining, `role-c` also trusts
 `role-a`, and `role-a` has an inline policy allowing `sts:AssumeRole` on
 `role-c` ("chain" in the state file). moto matches trust principals as exact
 ARNs, so on moto the chain only works when the `role-a` session is named
@@ -260,6 +260,12 @@ def create_fixtures(endpoint):
                     {
                         "Effect": "Allow",
                         "Action": "sts:GetSessionToken",
+                        "Resource": "*",
+                    },
+                    {
+                        # Session::mfa_serial falls back to ListMFADevices.
+                        "Effect": "Allow",
+                        "Action": "iam:ListMFADevices",
                         "Resource": "*",
                     },
                 ],
