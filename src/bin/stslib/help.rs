@@ -1,0 +1,68 @@
+//! Usage texts of the `stslib` command and its subcommands.
+
+pub(crate) const USAGE: &str = "\
+stslib: AWS STS temporary credentials from the AWS CLI's profile files
+
+Usage: stslib [--region R] [--endpoint URL] <command> [options]
+
+Commands:
+  profiles [--json]        the normalised profiles of the current files
+  whoami [--profile P]     GetCallerIdentity with the profile's credentials
+  credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
+              [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
+                           one MFA session token, then every role assumed from it
+  help [command]           this text, or a command's
+
+Global options:
+  --region R               region for STS (default: profile's region, AWS_REGION, us-east-1)
+  --endpoint URL           STS endpoint, also used for the IAM MFA-device lookup
+                           (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
+                           profile endpoint_url, then the regional AWS endpoint)
+  -h, --help               help
+
+Environment: AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE,
+AWS_REGION, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL.
+Exit status: 0 ok, 1 error, 2 usage.
+";
+
+pub(crate) const PROFILES_USAGE: &str = "\
+Usage: stslib profiles [--json]
+
+Prints the profiles of the AWS config and credentials files, normalised as the
+AWS SDKs read them. Secret values are always printed as \"**redacted**\".
+
+  --json    one JSON object: {\"profiles\": {NAME: {KEY: VALUE or {SUBKEY: VALUE}}},
+            \"sso_sessions\": {...}}
+";
+
+pub(crate) const WHOAMI_USAGE: &str = "\
+Usage: stslib whoami [--profile P] [--mfa-code CODE]
+
+Calls GetCallerIdentity with the profile's credentials (assuming its roles
+first when it is a role profile) and prints account, ARN and user id.
+
+  --profile P      the profile (default: AWS_PROFILE, else `default`)
+  --mfa-code CODE  the 6-digit MFA code, when a role in the chain names mfa_serial
+";
+
+pub(crate) const CREDENTIALS_USAGE: &str = "\
+Usage: stslib credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
+                          [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
+
+The stslib flow: the role profiles' common source user (through
+source_profile) takes one session token with GetSessionToken (with MFA when
+the user has a device), then every role is assumed from it with AssumeRole.
+Secret values are printed as \"**redacted**\" unless --show-secrets is given.
+A role that fails is reported on stderr and the others are still printed;
+the exit status is then 1.
+
+  --profile ROLE      a role profile (repeatable)
+  --mfa-code CODE     the 6-digit MFA code (needed when the user has an MFA device)
+  --lifetime D        session token lifetime: 900s to 36h, e.g. 45m, 12h, 1h30m
+                      (default 12h)
+  --format F          vault (default: typed fields, one block per role),
+                      boto (the native STS field map keyed sts-ROLE, as JSON),
+                      json (one object keyed by role: AccessKeyId, SecretAccessKey,
+                      SessionToken, Expiration)
+  --show-secrets      print SecretAccessKey and SessionToken in clear text
+";

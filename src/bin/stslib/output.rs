@@ -1,0 +1,198 @@
+//! What the commands print: JSON (written by hand; no serde in the
+//! binary), the typed "vault" text, redaction of secrets.
+
+/// JSON string literal for `s`.
+pub(crate) fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The value printed for a property: secrets are always redacted.
+pub(crate) fn shown_value(p: &stslib::Property) -> &str {
+    if p.is_secret() {
+        stslib::REDACTED
+    } else {
+        p.value()
+    }
+}
+
+/// `{"profiles": {...}, "sso_sessions": {...}}`, the conformance suite's shape.
+pub(crate) fn profiles_json(files: &stslib::ProfileFiles) -> String {
+    fn section<'a>(
+        out: &mut String,
+        names: impl Iterator<Item = &'a str>,
+        get: impl Fn(&str) -> Option<&'a stslib::Profile>,
+    ) {
+        out.push('{');
+        for (i, name) in names.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(name));
+            out.push_str(":{");
+            if let Some(profile) = get(name) {
+                for (j, p) in profile.properties().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&json_str(p.key()));
+                    out.push(':');
+                    match p.sub_properties() {
+                        Some(subs) => {
+                            out.push('{');
+                            for (k, (sk, sv)) in subs.iter().enumerate() {
+                                if k > 0 {
+                                    out.push(',');
+                                }
+                                out.push_str(&json_str(sk));
+                                out.push(':');
+                                out.push_str(&json_str(sv));
+                            }
+                            out.push('}');
+                        }
+                        None => out.push_str(&json_str(shown_value(p))),
+                    }
+                }
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+    let mut out = String::from("{\"profiles\":");
+    section(&mut out, files.profile_names(), |n| files.profile(n).ok());
+    out.push_str(",\"sso_sessions\":");
+    section(&mut out, files.sso_sessions(), |n| files.sso_session(n));
+    out.push_str("}\n");
+    out
+}
+
+/// One block per profile: its name, then `key = value` lines.
+pub(crate) fn profiles_text(files: &stslib::ProfileFiles) -> String {
+    let mut out = String::new();
+    for name in files.profile_names() {
+        out.push_str(&format!("[{name}]\n"));
+        if let Ok(profile) = files.profile(name) {
+            for p in profile.properties() {
+                match p.sub_properties() {
+                    Some(subs) => {
+                        out.push_str(&format!("{} =\n", p.key()));
+                        for (k, v) in subs {
+                            out.push_str(&format!("  {k} = {v}\n"));
+                        }
+                    }
+                    None => out.push_str(&format!("{} = {}\n", p.key(), shown_value(p))),
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The `--format` of `credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Vault,
+    Boto,
+    Json,
+}
+
+pub(crate) fn secret_text(s: &stslib::Secret, show: bool) -> &str {
+    if show {
+        s.expose()
+    } else {
+        stslib::REDACTED
+    }
+}
+
+/// The typed ("vault") form: one block per role.
+pub(crate) fn vault_text(ok: &[(&str, &stslib::Credentials)], show: bool) -> String {
+    let mut out = String::new();
+    for (profile, c) in ok {
+        out.push_str(&format!(
+            "[{profile}]\n\
+             access_key_id     = {}\n\
+             secret_access_key = {}\n\
+             session_token     = {}\n\
+             start             = {}\n\
+             expiration        = {}\n\
+             duration          = {}\n\
+             remaining         = {}\n\n",
+            c.access_key_id,
+            secret_text(&c.secret_access_key, show),
+            secret_text(&c.session_token, show),
+            c.start_time_iso(),
+            c.expiration_iso(),
+            stslib::humanize(c.duration()),
+            c.humanized_remaining(),
+        ));
+    }
+    out
+}
+
+/// `{"PREFIXprofile": {"AccessKeyId": ..., ...}}`; `with_start` adds the
+/// STS map's `StartTime`.
+pub(crate) fn fields_json(
+    ok: &[(&str, &stslib::Credentials)],
+    show: bool,
+    prefix: &str,
+    with_start: bool,
+) -> String {
+    let mut out = String::from("{");
+    for (i, (profile, c)) in ok.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut fields = vec![
+            ("AccessKeyId", c.access_key_id.clone()),
+            (
+                "SecretAccessKey",
+                secret_text(&c.secret_access_key, show).to_owned(),
+            ),
+            (
+                "SessionToken",
+                secret_text(&c.session_token, show).to_owned(),
+            ),
+            ("Expiration", c.expiration_iso()),
+        ];
+        if with_start {
+            fields.push(("StartTime", c.start_time_iso()));
+        }
+        out.push_str(&json_str(&format!("{prefix}{profile}")));
+        out.push_str(":{");
+        for (j, (k, v)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(k));
+            out.push(':');
+            out.push_str(&json_str(v));
+        }
+        out.push('}');
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}
