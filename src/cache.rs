@@ -93,6 +93,16 @@ const LOCK_POLL_MAX: StdDuration = StdDuration::from_millis(50);
 /// never fail (anything wrong is a miss, logged at `debug`); stores and
 /// locks fail with [`Error::Io`] naming the path.
 ///
+/// The directory (created `0700`) holds one file per session token
+/// (`token-<profile>-<hash>`, keyed by source profile and MFA serial), one
+/// per role (`role-<profile>-<hash>`, keyed by source profile, role profile
+/// and role ARN), each `0600`, and the `lock` file. The hash is a stable
+/// FNV-1a of the key, so no serial, ARN or secret shows in a name. Entries
+/// are versioned `key=value` text with start, expiration and creation times
+/// and a checksum; a load accepts only an intact entry of this version, for
+/// exactly the key asked, valid for longer than the margin given. Stores
+/// replace entries atomically (temporary file, sync, rename).
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use stslib::{Cache, Env};
@@ -140,8 +150,8 @@ impl CacheLock {
 
 impl Drop for CacheLock {
     fn drop(&mut self) {
-        // Closing the file releases the lock as well; unlocking first makes
-        // the release immediate even if the descriptor was duplicated.
+        // Closing the file would release the lock too; unlocking explicitly
+        // lets a failure be logged.
         if let Err(e) = self.file.unlock() {
             log::debug!("cache: unlocking {}: {e}", self.path.display());
         }
@@ -309,7 +319,7 @@ impl Cache {
     /// it.
     pub fn try_lock(&self) -> Result<Option<CacheLock>> {
         let (file, path) = self.open_lock_file()?;
-        try_lock_file(file, path)
+        Ok(try_lock_file(&file, &path)?.then_some(CacheLock { file, path }))
     }
 
     /// Takes the lock, waiting at most about `timeout`; `Ok(None)` when it is
@@ -318,15 +328,7 @@ impl Cache {
         let (file, path) = self.open_lock_file()?;
         let start = Instant::now();
         let mut pause = StdDuration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    log::debug!("cache: locked {}", path.display());
-                    return Ok(Some(CacheLock { file, path }));
-                }
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
-            }
+        while !try_lock_file(&file, &path)? {
             let elapsed = start.elapsed();
             if elapsed >= timeout {
                 log::debug!("cache: {} still locked after {timeout:?}", path.display());
@@ -335,6 +337,7 @@ impl Cache {
             std::thread::sleep(pause.min(timeout - elapsed));
             pause = (pause * 2).min(LOCK_POLL_MAX);
         }
+        Ok(Some(CacheLock { file, path }))
     }
 
     fn open_lock_file(&self) -> Result<(File, PathBuf)> {
@@ -444,14 +447,15 @@ fn private_mode(opts: &mut OpenOptions) {
     let _ = opts;
 }
 
-fn try_lock_file(file: File, path: PathBuf) -> Result<Option<CacheLock>> {
+/// True when `file`'s exclusive lock was free and is now taken.
+fn try_lock_file(file: &File, path: &Path) -> Result<bool> {
     match file.try_lock() {
         Ok(()) => {
             log::debug!("cache: locked {}", path.display());
-            Ok(Some(CacheLock { file, path }))
+            Ok(true)
         }
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(io_error(&path, e)),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(io_error(path, e)),
     }
 }
 
@@ -719,7 +723,7 @@ fn decode(text: &str) -> std::result::Result<Entry, Reject> {
         .ok_or("truncated (no final line break)")?;
     let (head, last) = match body.rfind('\n') {
         Some(i) => (&text[..=i], &body[i + 1..]),
-        None => return Err("truncated (one line)"),
+        None => return Err("truncated or not an entry (one line)"),
     };
     let sum = last.strip_prefix("checksum=").ok_or("no checksum line")?;
     if sum.len() != 16 || u64::from_str_radix(sum, 16).ok() != Some(fnv1a64(head.as_bytes())) {
