@@ -429,7 +429,15 @@ fn warn_if_open(dir: &Path, meta: &fs::Metadata) {
         // Entries are 0600 whatever the directory's mode, but others could
         // add or rename files here. A directory the user chose is theirs to
         // fix: changing the mode of, say, /tmp would be worse.
-        log::warn!(
+        // Once per process: a refresher stores every few minutes.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let level = if WARNED.swap(true, Ordering::Relaxed) {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
             "cache: {} has mode {mode:o}; `chmod 700` it so only you can change the cache",
             dir.display()
         );
