@@ -98,9 +98,12 @@ mod refresher;
 mod schedule;
 mod session;
 
+mod cache;
+
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
+pub use crate::cache::{Cache, CacheLock, CACHE_DIR_ENV};
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
