@@ -50,11 +50,6 @@
 //! [`Cache::lock`] (an exclusive lock on the `lock` file) around "load, or
 //! fetch and store".
 
-// `File::lock`, `try_lock`, `unlock` and `TryLockError` are stable since
-// Rust 1.89; Cargo.toml's `rust-version` still says 1.85. Remove this allow
-// once `rust-version` is raised to 1.89 (which this module requires).
-#![allow(clippy::incompatible_msrv)]
-
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -203,6 +203,7 @@ fn refresh_round(inner: &Inner, token: &Arc<Credentials>, roles: &mut [RoleState
         match result {
             Ok(c) => {
                 ok += 1;
+                inner.store_role(&role.spec, &c);
                 role.failures = 0;
                 role.next_at = policy.refresh_at(c.start_time, c.expiration, crate::rand::u64());
                 events.push(Event::Refreshed {
@@ -276,7 +277,9 @@ fn renew_token(inner: &Inner) -> Result<Credentials> {
         (Some(serial), Some(provider)) => Some(provider(serial)?),
         _ => None,
     };
-    inner.get_session_token(secs, serial.as_deref(), code)
+    let token = inner.get_session_token(secs, serial.as_deref(), code)?;
+    inner.store_token(serial.as_deref(), &token);
+    Ok(token)
 }
 
 /// True when some role would expire before it could be refreshed without
@@ -361,6 +364,8 @@ mod tests {
             spec: RoleSpec {
                 profile: "r".into(),
                 hops: Vec::new(),
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                lifetime: 3600,
             },
             next_at,
             failures: 0,

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
+use crate::cache::Cache;
 use crate::credentials::{AccessKey, Credentials};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -54,6 +55,8 @@ pub struct SessionBuilder {
     mfa_provider: Option<MfaProvider>,
     parallelism: usize,
     strict: bool,
+    cache: Option<Cache>,
+    refresh: bool,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -66,6 +69,8 @@ impl fmt::Debug for SessionBuilder {
             .field("mfa_provider", &self.mfa_provider.is_some())
             .field("parallelism", &self.parallelism)
             .field("strict", &self.strict)
+            .field("cache", &self.cache)
+            .field("refresh", &self.refresh)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +178,28 @@ impl SessionBuilder {
         self
     }
 
+    /// A disk cache for the session token and role credentials, shared with
+    /// other processes: a valid cached token is reused without asking for
+    /// MFA (taken under the cache's cross-process lock, so processes started
+    /// together ask once), cached role credentials are reused while more
+    /// than their refresh window remains, and everything obtained or
+    /// refreshed is stored. A cache that cannot be read is ignored; one that
+    /// cannot be written is logged and ignored. Use
+    /// [`Cache::from_env`] for the default `~/.stslib/cache` (or
+    /// `STSLIB_CACHE_DIR`). Defaults to none (nothing touches the disk).
+    pub fn cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Whether a refresher thread keeps role credentials fresh. One-shot
+    /// programs (a `credential_process` helper) turn it off. Defaults to
+    /// `true`.
+    pub fn refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
     /// Reads the profile files, resolves the user profile to its static
     /// keys and builds the STS client. No network call is made.
     pub fn build(self) -> Result<Session> {
@@ -227,6 +254,8 @@ impl SessionBuilder {
                 mfa_provider: self.mfa_provider,
                 parallelism: self.parallelism,
                 strict: self.strict,
+                cache: self.cache,
+                refresh: self.refresh,
                 mfa_serial: Mutex::new(None),
                 token_lifetime: Mutex::new(DEFAULT_TOKEN_LIFETIME),
                 slot: RwLock::new(Arc::new(Snapshot::default())),
@@ -261,6 +290,8 @@ pub(crate) struct Inner {
     pub(crate) mfa_provider: Option<MfaProvider>,
     pub(crate) parallelism: usize,
     strict: bool,
+    cache: Option<Cache>,
+    refresh: bool,
     /// Resolved once: `Some(None)` means "no MFA device".
     mfa_serial: Mutex<Option<Option<String>>>,
     pub(crate) token_lifetime: Mutex<Duration>,
@@ -363,6 +394,10 @@ pub type RoleOutcomes = BTreeMap<String, Result<Credentials>>;
 pub(crate) struct RoleSpec {
     pub(crate) profile: String,
     pub(crate) hops: Vec<AssumeRoleRequest>,
+    /// The last hop's role ARN and asked lifetime (the cache key and the
+    /// refresh window of cached credentials).
+    pub(crate) role_arn: String,
+    pub(crate) lifetime: u32,
 }
 
 impl Session {
@@ -382,6 +417,8 @@ impl Session {
             mfa_provider: None,
             parallelism: 16,
             strict: false,
+            cache: None,
+            refresh: true,
         }
     }
 
@@ -482,6 +519,28 @@ impl Session {
                 )
             })?;
         let serial = self.mfa_serial()?;
+        // Processes sharing a cache ask for one token between them: the
+        // lock covers "load, or fetch and store".
+        let _guard = self.inner.cache.as_ref().and_then(|c| {
+            c.lock()
+                .map_err(|e| log::warn!("cache: cannot lock, going on without it: {e}"))
+                .ok()
+        });
+        let margin = self.inner.policy.window(lifetime);
+        if let Some(token) = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.load_token(&self.inner.profile, serial.as_deref(), margin))
+        {
+            log::info!(
+                "session token for `{}` reused from the cache, expires {}",
+                self.inner.profile,
+                token.expiration_iso()
+            );
+            self.inner.adopt_token(lifetime, &token);
+            return Ok(token);
+        }
         let code = match (&serial, mfa_code) {
             (None, _) => None,
             (Some(_), Some(code)) => Some(Secret::new(code)),
@@ -498,10 +557,8 @@ impl Session {
         let token = self
             .inner
             .get_session_token(secs, serial.as_deref(), code)?;
-        *lock(&self.inner.token_lifetime) = lifetime;
-        let new = Arc::new(token.clone());
-        self.inner
-            .update(|snap| Snapshot::new(Some(new), snap.roles.clone()));
+        self.inner.store_token(serial.as_deref(), &token);
+        self.inner.adopt_token(lifetime, &token);
         log::info!(
             "session token for `{}` obtained, expires {}",
             self.inner.profile,
@@ -527,20 +584,40 @@ impl Session {
             .iter()
             .map(|p| self.role_spec(p))
             .collect::<Result<Vec<_>>>()?;
-        let token = match self.inner.valid_token() {
-            Some(t) => t,
-            None if self.inner.mfa_provider.is_some() => {
-                let lifetime = *lock(&self.inner.token_lifetime);
-                Arc::new(self.generate_session_token(lifetime, None)?)
-            }
-            None => {
-                return Err(Error::NoCredentials {
-                    profile: self.inner.profile.clone(),
-                    message: "no valid session token; call generate_session_token first".into(),
-                })
-            }
+        // Cached role credentials with more than their refresh window left
+        // need no session token at all.
+        let cached: Vec<Option<Credentials>> =
+            specs.iter().map(|s| self.inner.cached_role(s)).collect();
+        let missing: Vec<RoleSpec> = specs
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(s, _)| s.clone())
+            .collect();
+        let token = if missing.is_empty() {
+            self.inner.valid_token()
+        } else {
+            Some(self.token_for_roles()?)
         };
-        let mut results = refresher::assume_all(&self.inner, &token, &specs);
+        let mut fetched = match &token {
+            Some(token) => refresher::assume_all(&self.inner, token, &missing),
+            None => Vec::new(),
+        }
+        .into_iter();
+        let mut results: Vec<(String, Result<Credentials>)> = specs
+            .iter()
+            .zip(cached)
+            .map(|(spec, hit)| match hit {
+                Some(c) => (spec.profile.clone(), Ok(c)),
+                None => {
+                    let (profile, r) = fetched.next().expect("one result per missing role");
+                    if let Ok(c) = &r {
+                        self.inner.store_role(spec, c);
+                    }
+                    (profile, r)
+                }
+            })
+            .collect();
         if self.inner.strict {
             if let Some(i) = results.iter().position(|(_, r)| r.is_err()) {
                 if let (profile, Err(e)) = results.swap_remove(i) {
@@ -555,7 +632,7 @@ impl Session {
             .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.clone(), Arc::new(c.clone()))))
             .collect();
         self.inner
-            .publish(Snapshot::new(Some(token.clone()), roles.clone()));
+            .publish(Snapshot::new(token.clone(), roles.clone()));
         let ok = roles.len();
         log::info!(
             "generate_credentials for `{}`: {ok} of {} roles obtained",
@@ -566,7 +643,10 @@ impl Session {
             .into_iter()
             .filter(|s| roles.contains_key(&s.profile))
             .collect();
-        if refresher::needs_refresher(&self.inner, &token, &roles) {
+        let needed = token
+            .as_ref()
+            .is_some_and(|t| refresher::needs_refresher(&self.inner, t, &roles));
+        if self.inner.refresh && needed {
             let r = Refresher::spawn(self.inner.clone(), live)?;
             // A concurrent call may have started one meanwhile: never leave
             // a second thread running unjoined.
@@ -576,6 +656,29 @@ impl Session {
             }
         }
         Ok(results.into_iter().collect())
+    }
+
+    /// A valid session token for AssumeRole: the one held, else a cached
+    /// one, else a new one through the MFA provider.
+    fn token_for_roles(&self) -> Result<Arc<Credentials>> {
+        if let Some(t) = self.inner.valid_token() {
+            return Ok(t);
+        }
+        let lifetime = *lock(&self.inner.token_lifetime);
+        if self.inner.cache.is_some() || self.inner.mfa_provider.is_some() {
+            match self.generate_session_token(lifetime, None) {
+                Ok(t) => return Ok(Arc::new(t)),
+                // Without a provider, "needs an MFA code" means "no token".
+                Err(Error::InvalidInput {
+                    field: "TokenCode", ..
+                }) if self.inner.mfa_provider.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NoCredentials {
+            profile: self.inner.profile.clone(),
+            message: "no valid session token; call generate_session_token first".into(),
+        })
     }
 
     fn role_spec(&self, profile: &str) -> Result<RoleSpec> {
@@ -597,6 +700,9 @@ impl Session {
                 ),
             ));
         }
+        let last = chain.roles.last().expect("checked non-empty above");
+        let role_arn = last.role_arn.clone();
+        let lifetime = last.duration_seconds.unwrap_or(DEFAULT_ROLE_LIFETIME);
         let hops = chain
             .roles
             .iter()
@@ -616,6 +722,8 @@ impl Session {
         Ok(RoleSpec {
             profile: profile.to_owned(),
             hops,
+            role_arn,
+            lifetime,
         })
     }
 
@@ -713,6 +821,44 @@ impl Inner {
         let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
         let next = f(&slot);
         *slot = Arc::new(next);
+    }
+
+    /// Makes `token` the session's token.
+    fn adopt_token(&self, lifetime: Duration, token: &Credentials) {
+        *lock(&self.token_lifetime) = lifetime;
+        let new = Arc::new(token.clone());
+        self.update(|snap| Snapshot::new(Some(new), snap.roles.clone()));
+    }
+
+    /// Cached credentials of `spec` with more than its refresh window left.
+    fn cached_role(&self, spec: &RoleSpec) -> Option<Credentials> {
+        let window = self
+            .policy
+            .window(Duration::from_secs(u64::from(spec.lifetime)));
+        let c =
+            self.cache
+                .as_ref()?
+                .load_role(&self.profile, &spec.profile, &spec.role_arn, window)?;
+        log::debug!("role `{}` reused from the cache", spec.profile);
+        Some(c)
+    }
+
+    /// Stores role credentials in the cache, if any; failures are logged.
+    pub(crate) fn store_role(&self, spec: &RoleSpec, c: &Credentials) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.store_role(&self.profile, &spec.profile, &spec.role_arn, c) {
+                log::warn!("cache: cannot store `{}`: {e}", spec.profile);
+            }
+        }
+    }
+
+    /// Stores a session token in the cache, if any; failures are logged.
+    pub(crate) fn store_token(&self, serial: Option<&str>, token: &Credentials) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.store_token(&self.profile, serial, token) {
+                log::warn!("cache: cannot store the session token: {e}");
+            }
+        }
     }
 
     fn valid_token(&self) -> Option<Arc<Credentials>> {
