@@ -57,6 +57,7 @@ pub struct SessionBuilder {
     strict: bool,
     cache: Option<Cache>,
     refresh: bool,
+    token_lifetime: Duration,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -192,6 +193,15 @@ impl SessionBuilder {
         self
     }
 
+    /// The lifetime of session tokens the session gets by itself (through
+    /// the cache or the MFA provider, and on renewal); 15 min to 36 h.
+    /// [`Session::generate_session_token`] takes its own. Defaults to
+    /// [`DEFAULT_TOKEN_LIFETIME`] (12 h).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
     /// Whether a refresher thread keeps role credentials fresh. One-shot
     /// programs (a `credential_process` helper) turn it off. Defaults to
     /// `true`.
@@ -257,7 +267,7 @@ impl SessionBuilder {
                 cache: self.cache,
                 refresh: self.refresh,
                 mfa_serial: Mutex::new(None),
-                token_lifetime: Mutex::new(DEFAULT_TOKEN_LIFETIME),
+                token_lifetime: Mutex::new(self.token_lifetime),
                 slot: RwLock::new(Arc::new(Snapshot::default())),
                 subscribers: Subscribers::default(),
             }),
@@ -419,6 +429,7 @@ impl Session {
             strict: false,
             cache: None,
             refresh: true,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
         }
     }
 

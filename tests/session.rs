@@ -674,8 +674,8 @@ fn fifty_roles_fan_out() {
     assert!(took < delay * 25, "took {took:?}");
     assert_eq!(emu.request_count(Action::AssumeRole), 50);
     assert_eq!(session.current_credentials().len(), 50);
-    // The fan-out threads are gone.
-    assert!(!thread_names().iter().any(|n| n == "sts-fanout"));
+    // That the fan-out threads are joined is checked in tests/shutdown.rs,
+    // where no other test's threads run alongside.
 }
 
 #[test]

@@ -69,6 +69,10 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         let events = s.subscribe();
         generate(&s, &roles);
         assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        // The fan-out threads were joined before generate_credentials returned.
+        assert!(eventually(Duration::from_millis(500), || {
+            !thread_names().iter().any(|n| n == "sts-fanout")
+        }));
         assert!(s.is_refreshing());
         let t = Instant::now();
         s.halt().unwrap();

@@ -9,6 +9,7 @@ pub(crate) struct Usage(pub(crate) String);
 pub(crate) struct Global {
     pub(crate) region: Option<String>,
     pub(crate) endpoint: Option<String>,
+    pub(crate) no_cache: bool,
 }
 
 /// The command line, split into the command and its own arguments.
@@ -46,6 +47,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
                 }
             }
             "-h" | "--help" => help = true,
+            "--no-cache" => global.no_cache = true,
             _ if command.is_none() && !a.starts_with('-') => command = Some(a),
             _ => args.push(a),
         }

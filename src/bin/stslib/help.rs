@@ -11,6 +11,12 @@ Commands:
   credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
               [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
                            one MFA session token, then every role assumed from it
+  credential-process --profile ROLE [--mfa-code CODE] [--lifetime D]
+                           AWS credential_process JSON for one role (cached)
+  export --profile ROLE [--mfa-code CODE] [--lifetime D]
+                           `export AWS_...` lines for eval
+  session [--profile USER] [--lifetime D] [--mfa-code CODE]
+                           get and cache the session token ahead of time
   help [command]           this text, or a command's
 
 Global options:
@@ -18,6 +24,8 @@ Global options:
   --endpoint URL           STS endpoint, also used for the IAM MFA-device lookup
                            (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
                            profile endpoint_url, then the regional AWS endpoint)
+  --no-cache               neither read nor write the disk cache
+                           (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
   -h, --help               help
 
 Environment: AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE,
@@ -65,4 +73,42 @@ the exit status is then 1.
                       json (one object keyed by role: AccessKeyId, SecretAccessKey,
                       SessionToken, Expiration)
   --show-secrets      print SecretAccessKey and SessionToken in clear text
+";
+
+pub(crate) const CREDENTIAL_PROCESS_USAGE: &str = "\
+Usage: stslib credential-process --profile ROLE [--mfa-code CODE] [--lifetime DURATION]
+
+Prints credentials for ROLE in the AWS credential_process format
+({\"Version\": 1, AccessKeyId, SecretAccessKey, SessionToken, Expiration}), so
+that `credential_process = stslib credential-process --profile ROLE` works in
+~/.aws/config for the AWS CLI, botocore and the SDKs.
+
+ROLE is resolved to its source user through source_profile. Cached role
+credentials are reused while more than their refresh window remains; else a
+cached session token is reused, else one is obtained with GetSessionToken
+(the MFA code from --mfa-code, else asked on the terminal when there is one),
+under a cross-process lock so that processes started together ask once.
+
+  --profile ROLE      the role profile
+  --mfa-code CODE     the 6-digit MFA code
+  --lifetime D        lifetime of a new session token: 900s to 36h (default 12h)
+";
+
+pub(crate) const EXPORT_USAGE: &str = "\
+Usage: stslib export --profile ROLE [--mfa-code CODE] [--lifetime DURATION]
+
+Prints `export AWS_ACCESS_KEY_ID=...` lines (and AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_CREDENTIAL_EXPIRATION) for ROLE, for
+`eval \"$(stslib export --profile ROLE)\"`. Uses the cache as credential-process.
+";
+
+pub(crate) const SESSION_USAGE: &str = "\
+Usage: stslib session [--profile USER] [--lifetime DURATION] [--mfa-code CODE]
+
+Gets the session token for the IAM user profile USER (default: AWS_PROFILE,
+else `default`) and stores it in the cache, so later commands need no MFA code
+until it ends; a valid cached token is reused. Prints when it ends.
+
+  --lifetime D        900s to 36h, e.g. 45m, 12h, 1h30m (default 12h)
+  --mfa-code CODE     the 6-digit MFA code (asked on the terminal when missing)
 ";

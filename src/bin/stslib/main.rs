@@ -12,8 +12,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
-use crate::help::{CREDENTIALS_USAGE, PROFILES_USAGE, USAGE, WHOAMI_USAGE};
-use crate::output::{fields_json, profiles_json, profiles_text, vault_text, Format};
+use crate::help::{
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXPORT_USAGE, PROFILES_USAGE, SESSION_USAGE,
+    USAGE, WHOAMI_USAGE,
+};
+use crate::output::{
+    credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
+    Format,
+};
 
 fn main() -> ExitCode {
     let env = stslib::Env::process();
@@ -35,11 +41,17 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "profiles" => PROFILES_USAGE,
         "whoami" => WHOAMI_USAGE,
         "credentials" => CREDENTIALS_USAGE,
+        "credential-process" => CREDENTIAL_PROCESS_USAGE,
+        "export" => EXPORT_USAGE,
+        "session" => SESSION_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
                 Some("whoami") => WHOAMI_USAGE,
                 Some("credentials") => CREDENTIALS_USAGE,
+                Some("credential-process") => CREDENTIAL_PROCESS_USAGE,
+                Some("export") => EXPORT_USAGE,
+                Some("session") => SESSION_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -59,6 +71,9 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "profiles" => cmd_profiles(&cl, env, out),
         "whoami" => cmd_whoami(&cl, env, out),
         "credentials" => cmd_credentials(&cl, env, out),
+        "credential-process" => cmd_credential_process(&cl, env, out),
+        "export" => cmd_export(&cl, env, out),
+        "session" => cmd_session(&cl, env, out),
         _ => unreachable!("commands are matched above"),
     };
     match result {
@@ -186,21 +201,8 @@ fn cmd_credentials(
     let show = opts.flag("--show-secrets");
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &roles)?;
-    let mut b = stslib::Session::builder()
-        .files(files)
-        .env(env.clone())
-        .profile(&user);
-    if let Some(r) = &cl.global.region {
-        b = b.region(r);
-    }
-    if let Some(e) = &cl.global.endpoint {
-        b = b.endpoint(e).iam_endpoint(e);
-    }
-    let session = b.build()?;
-    session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
     let outcomes = session.generate_credentials(&roles)?;
-    // A one-shot command keeps nothing fresh.
-    session.halt()?;
     let ok: Vec<(&str, &stslib::Credentials)> = outcomes
         .iter()
         .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.as_str(), c)))
@@ -244,6 +246,145 @@ fn common_source(files: &stslib::ProfileFiles, roles: &[&str]) -> Result<String,
         }
     }
     Ok(user.map(|(u, _)| u).unwrap_or_default())
+}
+
+/// A one-shot session for `user`: no refresher thread; the disk cache on
+/// unless `--no-cache`; the MFA code from `--mfa-code`, else asked on the
+/// terminal when there is one and only when no cached token serves.
+fn session_for(
+    cl: &CommandLine,
+    env: &stslib::Env,
+    files: stslib::ProfileFiles,
+    user: &str,
+    lifetime: std::time::Duration,
+    mfa_code: Option<&str>,
+) -> Result<stslib::Session, CmdError> {
+    let code = mfa_code.map(stslib::Secret::new);
+    let mut b = stslib::Session::builder()
+        .files(files)
+        .env(env.clone())
+        .profile(user)
+        .refresh(false)
+        .token_lifetime(lifetime)
+        .mfa_provider(move |serial| match &code {
+            Some(code) => Ok(code.clone()),
+            None => prompt_mfa(serial),
+        });
+    if !cl.global.no_cache {
+        b = b.cache(stslib::Cache::from_env(env)?);
+    }
+    if let Some(r) = &cl.global.region {
+        b = b.region(r);
+    }
+    if let Some(e) = &cl.global.endpoint {
+        b = b.endpoint(e).iam_endpoint(e);
+    }
+    Ok(b.build()?)
+}
+
+/// Asks for the MFA code on the controlling terminal (stdout may be a pipe
+/// read by the AWS CLI, so the prompt goes to `/dev/tty`). The code is
+/// echoed: it is single-use and expires within a minute.
+fn prompt_mfa(serial: &str) -> stslib::Result<stslib::Secret> {
+    use std::io::{BufRead, BufReader, IsTerminal};
+    let no_terminal = || stslib::Error::InvalidInput {
+        field: "TokenCode",
+        message: format!(
+            "an MFA code is needed for device `{serial}`: pass --mfa-code \
+                 (there is no terminal to ask on)"
+        ),
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(no_terminal());
+    }
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| no_terminal())?;
+    let mut writer = &tty;
+    write!(writer, "MFA code for {serial}: ").map_err(|_| no_terminal())?;
+    writer.flush().map_err(|_| no_terminal())?;
+    let mut line = String::new();
+    BufReader::new(&tty)
+        .read_line(&mut line)
+        .map_err(|_| no_terminal())?;
+    Ok(stslib::Secret::new(line.trim()))
+}
+
+/// The options of `credential-process` and `export`: one role.
+fn one_role(
+    cl: &CommandLine,
+    env: &stslib::Env,
+    command: &str,
+) -> Result<(String, stslib::Credentials), CmdError> {
+    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    let role = opts
+        .value("--profile")
+        .ok_or_else(|| Usage(format!("{command} needs --profile ROLE")))?
+        .to_owned();
+    let lifetime = match opts.value("--lifetime") {
+        Some(text) => parse_duration(text).map_err(Usage)?,
+        None => stslib::DEFAULT_TOKEN_LIFETIME,
+    };
+    let files = stslib::ProfileFiles::load(env)?;
+    let user = common_source(&files, &[&role])?;
+    let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
+    let mut outcomes = session.generate_credentials(&[&role])?;
+    let credentials = outcomes
+        .remove(&role)
+        .unwrap_or_else(|| {
+            Err(stslib::Error::NoCredentials {
+                profile: role.clone(),
+                message: "no outcome".into(),
+            })
+        })
+        .map_err(CmdError::Failed)?;
+    Ok((role, credentials))
+}
+
+/// `credential_process` output for the AWS CLI and SDKs.
+fn cmd_credential_process(
+    cl: &CommandLine,
+    env: &stslib::Env,
+    out: &mut dyn Write,
+) -> Result<(), CmdError> {
+    let (_, c) = one_role(cl, env, "credential-process")?;
+    out.write_all(credential_process_json(&c).as_bytes())
+        .map_err(io_error)
+}
+
+/// `export AWS_...=...` lines for `eval`.
+fn cmd_export(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
+    let (_, c) = one_role(cl, env, "export")?;
+    out.write_all(export_lines(&c).as_bytes()).map_err(io_error)
+}
+
+/// Gets (or reuses) and caches the session token ahead of time.
+fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
+    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    let lifetime = match opts.value("--lifetime") {
+        Some(text) => parse_duration(text).map_err(Usage)?,
+        None => stslib::DEFAULT_TOKEN_LIFETIME,
+    };
+    let files = stslib::ProfileFiles::load(env)?;
+    let user = opts
+        .value("--profile")
+        .map(str::to_owned)
+        .unwrap_or_else(|| stslib::FileLocations::from_env(env).profile);
+    let session = session_for(cl, env, files, &user, lifetime, None)?;
+    let token = session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    let text = format!(
+        "session token for `{user}` valid until {} ({} left){}\n",
+        token.expiration_iso(),
+        token.humanized_remaining(),
+        if cl.global.no_cache {
+            " (not cached: --no-cache)"
+        } else {
+            ""
+        }
+    );
+    out.write_all(text.as_bytes()).map_err(io_error)
 }
 
 /// An STS client for `profile`, with the global `--region` and

@@ -187,9 +187,45 @@ pub(crate) fn fields_json(
     out
 }
 
+/// The AWS `credential_process` JSON (`Version` 1); it carries the secrets,
+/// as the protocol requires.
+pub(crate) fn credential_process_json(c: &stslib::Credentials) -> String {
+    format!(
+        "{{\"Version\":1,\"AccessKeyId\":{},\"SecretAccessKey\":{},\"SessionToken\":{},\"Expiration\":{}}}\n",
+        json_str(&c.access_key_id),
+        json_str(c.secret_access_key.expose()),
+        json_str(c.session_token.expose()),
+        json_str(&c.expiration_iso()),
+    )
+}
+
+/// POSIX shell single-quoting.
+pub(crate) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `export NAME='value'` lines for `eval "$(stslib export ...)"`.
+pub(crate) fn export_lines(c: &stslib::Credentials) -> String {
+    [
+        ("AWS_ACCESS_KEY_ID", c.access_key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", c.secret_access_key.expose()),
+        ("AWS_SESSION_TOKEN", c.session_token.expose()),
+        ("AWS_CREDENTIAL_EXPIRATION", &c.expiration_iso()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
 
     #[test]
     fn json_escapes() {
