@@ -130,7 +130,14 @@ fn usage_errors_exit_2_and_help_exits_0() {
             .code(),
         Some(2)
     );
-    for cmd in ["profiles", "whoami", "credentials"] {
+    for cmd in [
+        "profiles",
+        "whoami",
+        "credentials",
+        "credential-process",
+        "export",
+        "session",
+    ] {
         let o = home.run(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         assert!(stdout(&o).contains(&format!("stslib {cmd}")), "{cmd}");
@@ -288,6 +295,254 @@ fn credentials_one_failing_role_does_not_hide_the_others() {
         err.contains("profile `denied`") && err.contains("AccessDenied"),
         "{err}"
     );
+}
+
+fn cache_dir(home: &Home) -> PathBuf {
+    home.dir.join(".stslib/cache")
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn credential_process_prints_version_1_json_and_reuses_the_cache() {
+    let emu = emulator();
+    let home = Home::standard("credential-process");
+    let endpoint = emu.endpoint();
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["Version"], 1);
+    let key = v["AccessKeyId"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("ASIA"));
+    assert!(v["SecretAccessKey"].as_str().unwrap().len() >= 20);
+    assert!(v["SessionToken"].as_str().unwrap().len() >= 20);
+    let exp = v["Expiration"].as_str().unwrap();
+    time::OffsetDateTime::parse(exp, &time::format_description::well_known::Rfc3339).unwrap();
+
+    // The cache: directory 0700, files 0600, no secret in any file name.
+    let dir = cache_dir(&home);
+    assert_eq!(mode(&dir), 0o700);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("token-")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("role-")), "{names:?}");
+    for n in &names {
+        assert_eq!(mode(&dir.join(n)), 0o600, "{n}");
+        assert!(!n.contains(&key) && !n.contains("mfa"), "{n}");
+    }
+
+    // Again, without an MFA code: the cached role is reused, no STS call.
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["AccessKeyId"], key.as_str());
+    // Another role: the cached session token serves, no MFA code needed.
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "b",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    assert_eq!(emu.request_count(Action::AssumeRole), 2);
+
+    // --no-cache: a new session token is needed, hence the MFA code.
+    let o = home.run(&[
+        "--no-cache",
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pass --mfa-code"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_corrupt_cache_file_is_ignored_and_replaced() {
+    let emu = emulator();
+    let home = Home::standard("corrupt-cache");
+    let endpoint = emu.endpoint();
+    let args = [
+        "credential-process",
+        "--profile",
+        "a",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ];
+    assert_eq!(home.run(&args).status.code(), Some(0));
+    let dir = cache_dir(&home);
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "lock" {
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    let o = home.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.request_count(Action::GetSessionToken), 2);
+    // Replaced by good files: a third run is served from the cache.
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.request_count(Action::AssumeRole), 2);
+}
+
+#[test]
+fn export_lines_eval_in_a_shell() {
+    let emu = emulator();
+    let home = Home::standard("export");
+    let endpoint = emu.endpoint();
+    let bin = env!("CARGO_BIN_EXE_stslib");
+    let script = format!(
+        "eval \"$('{bin}' export --profile a --mfa-code {CODE} --endpoint {endpoint})\" && \
+         printf '%s\\n%s\\n%s\\n%s\\n' \"$AWS_ACCESS_KEY_ID\" \"${{#AWS_SECRET_ACCESS_KEY}}\" \
+         \"${{#AWS_SESSION_TOKEN}}\" \"$AWS_CREDENTIAL_EXPIRATION\""
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("HOME", &home.dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("ASIA"));
+    assert!(lines[1].parse::<usize>().unwrap() >= 20);
+    assert!(lines[2].parse::<usize>().unwrap() >= 20);
+    assert!(lines[3].ends_with('Z'));
+}
+
+#[test]
+fn session_command_caches_the_token_ahead_of_time() {
+    let emu = emulator();
+    let home = Home::standard("session-cmd");
+    let endpoint = emu.endpoint();
+    let o = home.run(&[
+        "session",
+        "--profile",
+        "alice",
+        "--lifetime",
+        "2h",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("session token for `alice` valid until"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 hour, 59 min") || out.contains("2 hours"),
+        "{out}"
+    );
+    let gst = emu.requests();
+    assert_eq!(gst[0].duration_seconds, Some(7200));
+    // Roles now need no MFA code.
+    let o = home.run(&[
+        "credentials",
+        "--profile",
+        "a",
+        "--profile",
+        "b",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+}
+
+#[test]
+fn eight_processes_at_once_make_one_get_session_token() {
+    let emu = emulator();
+    // Keep GetSessionToken slow so that all eight overlap.
+    emu.inject(
+        Action::GetSessionToken,
+        stslib::emulator::Fault::Delay(std::time::Duration::from_millis(400)),
+        8,
+    );
+    let home = Home::standard("eight");
+    let endpoint = emu.endpoint();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let role = if i % 2 == 0 { "a" } else { "b" };
+            Command::new(env!("CARGO_BIN_EXE_stslib"))
+                .args([
+                    "credential-process",
+                    "--profile",
+                    role,
+                    "--mfa-code",
+                    CODE,
+                    "--endpoint",
+                    &endpoint,
+                ])
+                .env_clear()
+                .env("HOME", &home.dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(json(&o)["Version"], 1);
+    }
+    assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    // No temporary or corrupt file is left: every entry serves a later run.
+    let names: Vec<String> = std::fs::read_dir(cache_dir(&home))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with(".tmp")), "{names:?}");
+    let before = emu.request_count(Action::AssumeRole);
+    for role in ["a", "b"] {
+        let o = home.run(&[
+            "credential-process",
+            "--profile",
+            role,
+            "--endpoint",
+            &endpoint,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(emu.request_count(Action::AssumeRole), before);
 }
 
 #[test]
