@@ -588,6 +588,54 @@ fn session_flow_with_three_roles() {
     assert_eq!(session.current_credentials().len(), 3);
 }
 
+/// boto3 (botocore's own credential_process provider) runs the built
+/// binary from an AWS config and calls GetCallerIdentity with what it
+/// prints. Auth OFF for the session-credential chain, as above.
+#[test]
+fn boto3_uses_stslib_as_credential_process() {
+    let Some(m) = moto("boto3_uses_stslib_as_credential_process") else {
+        return;
+    };
+    m.auth(false);
+    let bin = env!("CARGO_BIN_EXE_stslib");
+    let extra = format!(
+        "\n[profile viaproc]\nregion = us-east-1\ncredential_process = {bin} --endpoint {} \
+         credential-process --profile a --mfa-code {MFA_CODE}\n",
+        m.endpoint()
+    );
+    let config = m.dir.join("config");
+    let credentials = m.dir.join("credentials");
+    fs::write(&config, role_profiles(&m, &extra)).unwrap();
+    fs::write(&credentials, alice_credentials_file(&m)).unwrap();
+    let script = "import sys, boto3\n\
+                  s = boto3.Session(profile_name='viaproc')\n\
+                  for _ in range(2):\n    \
+                      print(s.client('sts', endpoint_url=sys.argv[1]).get_caller_identity()['Arn'])\n";
+    let out = Command::new(&m.python)
+        .args(["-c", script, m.endpoint()])
+        .env_clear()
+        .env("HOME", &m.dir)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("STSLIB_CACHE_DIR", m.dir.join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arn = m.assumed_role_arn("role-a", "sts-a");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [arn.as_str(), arn.as_str()]
+    );
+    // The cache holds the token and the role for the next process.
+    let entries = fs::read_dir(m.dir.join("cache")).unwrap().count();
+    assert!(entries >= 3, "token, role and lock files: {entries}");
+}
+
 /// A role profile sourced from another role profile: two AssumeRole hops
 /// (auth OFF, as above), with the profile's `role_session_name` and
 /// `external_id` on the wire.
