@@ -555,15 +555,9 @@ impl StsClientBuilder {
             self.profile_endpoint_url.as_deref(),
             &self.env,
         )?;
-        #[cfg(not(feature = "tls"))]
-        for e in [&sts, &iam] {
-            if e.url.starts_with("https:") {
-                return Err(Error::InvalidEndpoint {
-                    url: e.url.clone(),
-                    message: "stslib was built without the `tls` feature".to_owned(),
-                });
-            }
-        }
+        // The IAM endpoint is only needed to look up MFA devices: it is
+        // checked when used, so a loopback-only build works without it.
+        check_tls(&sts.url)?;
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -684,6 +678,7 @@ impl StsClient {
             Service::Sts => (&self.sts, STS_VERSION),
             Service::Iam => (&self.iam, IAM_VERSION),
         };
+        check_tls(&target.url)?;
         let body = wire::form_encode(
             [("Action", action), ("Version", version)]
                 .into_iter()
@@ -922,6 +917,18 @@ fn with_header_request_id(e: Error, header_rid: Option<String>) -> Error {
         },
         other => other,
     }
+}
+
+/// Refuses `https://` when stslib was built without the `tls` feature.
+fn check_tls(url: &str) -> Result<()> {
+    if cfg!(not(feature = "tls")) && url.starts_with("https:") {
+        return Err(Error::InvalidEndpoint {
+            url: url.to_owned(),
+            message: "stslib was built without the `tls` feature; only http:// on loopback"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
