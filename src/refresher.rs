@@ -22,7 +22,7 @@ use crate::credentials::{AccessKey, Credentials};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::schedule::duration_between;
-use crate::session::{lock, now, Inner, RoleSpec, Snapshot};
+use crate::session::{lock, Inner, RoleSpec, Snapshot};
 
 /// The thread's name, as seen in `/proc/self/task/*/comm`.
 pub(crate) const THREAD_NAME: &str = "stslib-refresh";
@@ -95,7 +95,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
 
     while let Some(mut token) = inner.snapshot().token.clone() {
         // The session token first: roles are assumed with it.
-        if token_at.is_some_and(|at| at <= now()) {
+        if token_at.is_some_and(|at| at <= inner.now()) {
             match renew_token(inner) {
                 Ok(new) => {
                     token_failures = 0;
@@ -112,7 +112,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
                     log::warn!("session token renewal failed: {e}");
                     // Read the clock again: the provider may have waited on
                     // a person, the call on the network.
-                    let now = now();
+                    let now = inner.now();
                     let wait = policy.retry_delay(
                         token_failures,
                         until_or_max(token.expiration, now),
@@ -128,7 +128,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
         }
 
         // Then every role whose deadline has come, in one round.
-        let now = now();
+        let now = inner.now();
         let due: Vec<usize> = (0..roles.len())
             .filter(|&i| roles[i].next_at <= now)
             .collect();
@@ -136,7 +136,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
             refresh_round(inner, &token, &mut roles, &due);
         }
 
-        let now = self::now();
+        let now = inner.now();
         let Some(deadline) = plan(&mut roles, now, token.expiration, token_at) else {
             log::info!("refresher of `{}`: nothing left to refresh", inner.profile);
             inner.subscribers.send(Event::Ended);
@@ -193,7 +193,7 @@ fn refresh_round(inner: &Inner, token: &Arc<Credentials>, roles: &mut [RoleState
     let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
     let results = assume_all(inner, token, &specs);
     // Backoff counts from now, not from before the (possibly slow) round.
-    let now = now();
+    let now = inner.now();
     let old = inner.snapshot();
     let mut fresh: BTreeMap<String, Arc<Credentials>> = BTreeMap::new();
     let mut events = Vec::with_capacity(due.len());

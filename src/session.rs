@@ -747,7 +747,7 @@ impl Session {
     /// Cheap: no lock is held across I/O and nothing waits on the network.
     pub fn current_credentials(&self) -> CredentialSet {
         let snap = self.inner.snapshot();
-        let now = now_nanos();
+        let now = self.inner.now_nanos();
         if now < snap.earliest_nanos {
             return CredentialSet { snap };
         }
@@ -774,7 +774,7 @@ impl Session {
         let snap = self.inner.snapshot();
         snap.roles
             .get(profile)
-            .filter(|c| c.expiration.unix_timestamp_nanos() > now_nanos())
+            .filter(|c| c.expiration.unix_timestamp_nanos() > self.inner.now_nanos())
             .map(|c| (**c).clone())
     }
 
@@ -834,6 +834,22 @@ impl Inner {
         *slot = Arc::new(next);
     }
 
+    /// Now, by the system clock corrected with the skew STS taught the
+    /// client: expiry decisions compare STS's expirations against this.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.client.now()
+    }
+
+    /// [`now`](Self::now) as nanoseconds since the Unix epoch, cheaply (the
+    /// read path calls it).
+    pub(crate) fn now_nanos(&self) -> i128 {
+        let local = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        local + self.client.clock_skew().whole_nanoseconds()
+    }
+
     /// Makes `token` the session's token.
     fn adopt_token(&self, lifetime: Duration, token: &Credentials) {
         *lock(&self.token_lifetime) = lifetime;
@@ -876,7 +892,7 @@ impl Inner {
         self.snapshot()
             .token
             .clone()
-            .filter(|t| t.expiration.unix_timestamp_nanos() > now_nanos())
+            .filter(|t| t.expiration.unix_timestamp_nanos() > self.now_nanos())
     }
 
     pub(crate) fn get_session_token(
@@ -913,19 +929,6 @@ pub(crate) fn default_session_name(profile: &str) -> String {
         .collect();
     name.truncate(64);
     name
-}
-
-/// Nanoseconds since the Unix epoch by the system clock.
-pub(crate) fn now_nanos() -> i128 {
-    match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    }
-}
-
-/// The system clock as an `OffsetDateTime`.
-pub(crate) fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -21,6 +21,7 @@
 //! four HMAC-SHA256 operations, negligible next to a network round trip.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -366,6 +367,9 @@ pub struct StsClient {
     iam: Endpoint,
     max_attempts: u32,
     clock: Clock,
+    /// Server time minus local time, in milliseconds, learnt from the
+    /// `Date` header of a clock-skew error; shared by clones.
+    skew_ms: Arc<AtomicI64>,
 }
 
 impl fmt::Debug for StsClient {
@@ -375,6 +379,7 @@ impl fmt::Debug for StsClient {
             .field("sts_signing_region", &self.sts.signing_region)
             .field("iam", &self.iam.url)
             .field("max_attempts", &self.max_attempts)
+            .field("clock_skew_ms", &self.skew_ms.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -576,6 +581,7 @@ impl StsClientBuilder {
             iam,
             max_attempts: self.max_attempts,
             clock: self.clock,
+            skew_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 }
@@ -686,8 +692,18 @@ impl StsClient {
         )
         .into_bytes();
         let mut attempt = 1;
+        let mut skew_corrected = false;
         loop {
-            let outcome = self.attempt(action, service, target, keys, &body);
+            let outcome = match self.attempt(action, service, target, keys, &body) {
+                // Signed at a time STS refused, and its Date header told us
+                // its clock: sign again, once, at the corrected time.
+                Attempt::SkewCorrected(_) if !skew_corrected => {
+                    skew_corrected = true;
+                    continue;
+                }
+                Attempt::SkewCorrected(e) => Err(e),
+                Attempt::Done(r) => r,
+            };
             let retry = match &outcome {
                 Ok(_) => false,
                 Err(e) => attempt < self.max_attempts && is_retryable(e),
@@ -707,7 +723,21 @@ impl StsClient {
         }
     }
 
-    /// One signed POST.
+    /// The clock offset learnt from STS: server time minus local time.
+    /// Zero until STS rejects a request for its time (then the SDKs' rule
+    /// applies: the `Date` header of the rejection sets it).
+    pub fn clock_skew(&self) -> time::Duration {
+        time::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// The current time by the client's clock, corrected by the learnt
+    /// skew: what expiry decisions should compare against.
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from((self.clock)()) + self.clock_skew()
+    }
+
+    /// One signed POST, or the news that it was refused for clock skew and
+    /// the skew has been corrected.
     fn attempt(
         &self,
         action: &'static str,
@@ -715,10 +745,44 @@ impl StsClient {
         target: &Endpoint,
         keys: &AccessKey,
         body: &[u8],
-    ) -> Result<Reply> {
-        let now = (self.clock)();
+    ) -> Attempt {
+        match self.attempt_once(action, service, target, keys, body) {
+            Ok(reply) => Attempt::Done(Ok(reply)),
+            Err((e, date)) => match date.filter(|_| is_skew_error(&e)) {
+                Some(server) => {
+                    let local = OffsetDateTime::from((self.clock)());
+                    let skew = server - local;
+                    let old = self.clock_skew();
+                    if (skew - old).abs() < time::Duration::seconds(1) {
+                        // Our clock already agrees: something else is wrong.
+                        return Attempt::Done(Err(e));
+                    }
+                    log::warn!(
+                        "{action}: STS rejected the request time; local clock is off by {} s, \
+                         signing with the corrected time",
+                        skew.whole_seconds()
+                    );
+                    self.skew_ms
+                        .store(skew.whole_milliseconds() as i64, Ordering::Relaxed);
+                    Attempt::SkewCorrected(e)
+                }
+                None => Attempt::Done(Err(e)),
+            },
+        }
+    }
+
+    fn attempt_once(
+        &self,
+        action: &'static str,
+        service: Service,
+        target: &Endpoint,
+        keys: &AccessKey,
+        body: &[u8],
+    ) -> std::result::Result<Reply, (Error, Option<OffsetDateTime>)> {
+        let plain = |e: Error| (e, None);
+        let now = shift((self.clock)(), self.clock_skew());
         let start_time = OffsetDateTime::from(now);
-        let auth_headers = sign_headers(action, service, target, keys, body, now)?;
+        let auth_headers = sign_headers(action, service, target, keys, body, now).map_err(plain)?;
 
         let mut builder = ureq::http::Request::builder()
             .method("POST")
@@ -728,14 +792,24 @@ impl StsClient {
         for (name, value) in &auth_headers {
             builder = builder.header(*name, value.as_str());
         }
-        let request = builder.body(body).map_err(|e| Error::Transport {
-            action,
-            message: format!("cannot build the request: {e}"),
-            source: Some(Box::new(e)),
+        let request = builder.body(body).map_err(|e| {
+            plain(Error::Transport {
+                action,
+                message: format!("cannot build the request: {e}"),
+                source: Some(Box::new(e)),
+            })
         })?;
 
-        let mut response = self.agent.run(request).map_err(|e| transport(action, e))?;
+        let mut response = self
+            .agent
+            .run(request)
+            .map_err(|e| plain(transport(action, e)))?;
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
         let header_rid = response
             .headers()
             .get("x-amzn-requestid")
@@ -752,15 +826,15 @@ impl StsClient {
             .limit(wire::MAX_RESPONSE_BYTES)
             .read_to_vec()
             .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Error::Response {
+                ureq::Error::BodyExceedsLimit(_) => plain(Error::Response {
                     action,
                     message: format!(
                         "response body larger than {} bytes",
                         wire::MAX_RESPONSE_BYTES
                     ),
                     request_id: header_rid.clone(),
-                },
-                e => transport(action, e),
+                }),
+                e => plain(transport(action, e)),
             })?;
         if (200..300).contains(&status) {
             Ok(Reply {
@@ -769,7 +843,10 @@ impl StsClient {
                 start_time,
             })
         } else {
-            Err(wire::parse_error(action, status, &body, header_rid.as_deref()).into())
+            Err((
+                wire::parse_error(action, status, &body, header_rid.as_deref()).into(),
+                date,
+            ))
         }
     }
 }
@@ -919,6 +996,53 @@ fn with_header_request_id(e: Error, header_rid: Option<String>) -> Error {
     }
 }
 
+/// What one attempt came to.
+enum Attempt {
+    Done(Result<Reply>),
+    /// Refused for its signing time; the skew is now corrected.
+    SkewCorrected(Error),
+}
+
+/// True for the errors STS gives a request signed at the wrong time.
+fn is_skew_error(e: &Error) -> bool {
+    let Error::Service(e) = e else {
+        return false;
+    };
+    match e.code.as_str() {
+        "RequestExpired"
+        | "RequestTimeTooSkewed"
+        | "RequestInTheFuture"
+        | "InvalidSignatureException" => true,
+        "SignatureDoesNotMatch" => {
+            let m = e.message.to_ascii_lowercase();
+            m.contains("signature expired") || m.contains("not yet current")
+        }
+        _ => false,
+    }
+}
+
+/// `t` moved by `d` (either sign).
+fn shift(t: SystemTime, d: time::Duration) -> SystemTime {
+    let ms = d.whole_milliseconds();
+    let abs = Duration::from_millis(ms.unsigned_abs() as u64);
+    if ms >= 0 {
+        t.checked_add(abs).unwrap_or(t)
+    } else {
+        t.checked_sub(abs).unwrap_or(t)
+    }
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110's preferred
+/// form).
+fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
 /// Refuses `https://` when stslib was built without the `tls` feature.
 fn check_tls(url: &str) -> Result<()> {
     if cfg!(not(feature = "tls")) && url.starts_with("https:") {
@@ -934,6 +1058,54 @@ fn check_tls(url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.unix_timestamp(), 784_111_777);
+        assert!(parse_http_date("06 Nov 1994").is_none());
+        assert!(parse_http_date("").is_none());
+    }
+
+    #[test]
+    fn skew_errors_are_recognised_by_code_and_message() {
+        let e = |code: &str, message: &str| {
+            Error::from(ServiceError {
+                action: "AssumeRole",
+                status: 403,
+                code: code.into(),
+                message: message.into(),
+                request_id: None,
+            })
+        };
+        assert!(is_skew_error(&e("RequestExpired", "")));
+        assert!(is_skew_error(&e(
+            "SignatureDoesNotMatch",
+            "Signature expired: 20260101T000000Z is now earlier than ..."
+        )));
+        assert!(is_skew_error(&e(
+            "SignatureDoesNotMatch",
+            "Signature not yet current: ..."
+        )));
+        assert!(!is_skew_error(&e(
+            "SignatureDoesNotMatch",
+            "does not match"
+        )));
+        assert!(!is_skew_error(&e("AccessDenied", "expired")));
+    }
+
+    #[test]
+    fn shift_moves_both_ways() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(
+            shift(t, time::Duration::seconds(-10)),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(990)
+        );
+        assert_eq!(
+            shift(t, time::Duration::milliseconds(1500)),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_001_500)
+        );
+    }
 
     fn field(r: Result<impl fmt::Debug>) -> &'static str {
         match r.unwrap_err() {
