@@ -248,9 +248,101 @@ fn is_loopback(host: &str) -> bool {
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The proxy URL for `target`: `HTTPS_PROXY` (or `https_proxy`,
+/// `ALL_PROXY`, `all_proxy`) unless `NO_PROXY` (or `no_proxy`) names the
+/// host; never for a loopback endpoint.
+pub(crate) fn proxy_for(env: &Env, target: &Endpoint) -> Option<String> {
+    if target.loopback {
+        return None;
+    }
+    let proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .find_map(|k| env.get(k))?;
+    let no_proxy = env
+        .get("NO_PROXY")
+        .or_else(|| env.get("no_proxy"))
+        .unwrap_or_default();
+    (!no_proxy_matches(&no_proxy, &target.host)).then_some(proxy)
+}
+
+/// True when the comma-separated `NO_PROXY` list names `host` (a `Host`
+/// value, port allowed): `*`, the host itself, or a parent domain written
+/// `example.com`, `.example.com` or `*.example.com`.
+fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = strip_port(host).to_ascii_lowercase();
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let domain = strip_port(entry.trim_start_matches('*').trim_start_matches('.'))
+                .to_ascii_lowercase();
+            !domain.is_empty()
+                && (host == domain
+                    || host
+                        .strip_suffix(&domain)
+                        .is_some_and(|rest| rest.ends_with('.')))
+        })
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_proxy_lists() {
+        let h = "sts.us-east-1.amazonaws.com";
+        assert!(no_proxy_matches("*", h));
+        assert!(no_proxy_matches("localhost, amazonaws.com", h));
+        assert!(no_proxy_matches(".amazonaws.com", h));
+        assert!(no_proxy_matches("*.AMAZONAWS.com", h));
+        assert!(no_proxy_matches(h, &format!("{h}:443")));
+        assert!(!no_proxy_matches("ws.com", h));
+        assert!(!no_proxy_matches("", h));
+        assert!(!no_proxy_matches("example.com,.", h));
+        assert!(no_proxy_matches("[::1]", "[::1]:8080"));
+    }
+
+    #[test]
+    fn proxy_from_env_unless_no_proxy_or_loopback() {
+        let remote = Endpoint {
+            url: "https://sts.eu-west-1.amazonaws.com/".into(),
+            host: "sts.eu-west-1.amazonaws.com".into(),
+            signing_region: "eu-west-1".into(),
+            loopback: false,
+        };
+        let env = Env::from_pairs([("https_proxy", "http://127.0.0.1:3128")]);
+        assert_eq!(
+            proxy_for(&env, &remote).as_deref(),
+            Some("http://127.0.0.1:3128")
+        );
+        let env = Env::from_pairs([
+            ("HTTPS_PROXY", "http://127.0.0.1:3128"),
+            ("NO_PROXY", "amazonaws.com"),
+        ]);
+        assert_eq!(proxy_for(&env, &remote), None);
+        let local = Endpoint {
+            url: "http://127.0.0.1:9000/".into(),
+            host: "127.0.0.1:9000".into(),
+            signing_region: "us-east-1".into(),
+            loopback: true,
+        };
+        let env = Env::from_pairs([("HTTPS_PROXY", "http://127.0.0.1:3128")]);
+        assert_eq!(proxy_for(&env, &local), None);
+        assert_eq!(proxy_for(&Env::from_pairs([("X", "1")]), &remote), None);
+    }
 
     fn sts(region: &str) -> StsEndpointConfig<'_> {
         StsEndpointConfig {

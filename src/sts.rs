@@ -570,10 +570,19 @@ impl StsClientBuilder {
             .user_agent(USER_AGENT)
             .timeout_connect(Some(self.connect_timeout))
             .timeout_global(Some(self.timeout));
-        if sts.loopback {
-            // ureq reads HTTPS_PROXY & co. from the process environment;
-            // a local emulator must never be reached through a proxy.
-            config = config.proxy(None);
+        // Proxies come from the Env seam, not from ureq's own reading of the
+        // process environment; a loopback endpoint is never proxied.
+        let proxy = match endpoint::proxy_for(&self.env, &sts) {
+            Some(url) => Some(ureq::Proxy::new(&url).map_err(|e| {
+                // The URL may hold a password: it is not repeated here.
+                Error::invalid_input("HTTPS_PROXY", format!("not a usable proxy URL ({e})"))
+            })?),
+            None => None,
+        };
+        config = config.proxy(proxy);
+        #[cfg(feature = "tls")]
+        if let Some(path) = self.env.get("AWS_CA_BUNDLE") {
+            config = config.tls_config(ca_bundle(&path)?);
         }
         Ok(StsClient {
             agent: config.build().new_agent(),
@@ -933,7 +942,12 @@ fn sign_headers(
 fn transport(action: &'static str, e: ureq::Error) -> Error {
     let message = match &e {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::Io(io) => format!("I/O error: {}", io.kind()),
+        // The inner error says what went wrong (a refused certificate, a
+        // reset connection); it never carries request data.
+        ureq::Error::Io(io) => match io.get_ref() {
+            Some(inner) => format!("I/O error: {}: {inner}", io.kind()),
+            None => format!("I/O error: {}", io.kind()),
+        },
         other => other.to_string(),
     };
     Error::Transport {
@@ -951,9 +965,9 @@ fn is_retryable(e: &Error) -> bool {
             source: Some(source),
             ..
         } => match source.downcast_ref::<ureq::Error>() {
-            Some(ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed) => {
-                true
-            }
+            // A refused certificate (invalid data) will be refused again.
+            Some(ureq::Error::Io(io)) => io.kind() != std::io::ErrorKind::InvalidData,
+            Some(ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed) => true,
             Some(_) | None => false,
         },
         _ => false,
@@ -994,6 +1008,32 @@ fn with_header_request_id(e: Error, header_rid: Option<String>) -> Error {
         },
         other => other,
     }
+}
+
+/// A TLS configuration trusting only the certificates in the PEM file at
+/// `path` (`AWS_CA_BUNDLE`, as the AWS SDKs read it).
+#[cfg(feature = "tls")]
+fn ca_bundle(path: &str) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let pem = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let certs: Vec<_> = parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::invalid_input(
+            "AWS_CA_BUNDLE",
+            format!("{path}: no PEM certificate in it"),
+        ));
+    }
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .build())
 }
 
 /// What one attempt came to.
