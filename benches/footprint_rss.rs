@@ -56,10 +56,16 @@ fn main() {
     .expect("credentials");
 
     let endpoint = emu.endpoint();
+    let files = Files {
+        config: &config,
+        credentials: &credentials,
+        dir: &dir,
+        endpoint: &endpoint,
+    };
     let runs = pick(7, 2);
     let measure = |args: &[&str]| -> Vec<f64> {
         (0..runs)
-            .map(|_| peak_rss_kib(&bin, args, &config, &credentials, &dir))
+            .map(|_| peak_rss_kib(&bin, args, &files))
             .collect()
     };
     let help = median(measure(&["help"]));
@@ -96,10 +102,25 @@ fn main() {
     );
 }
 
-/// Runs `bin args` under GNU time with the AWS files at `config` and
-/// `credentials` and nothing else from the environment; returns its
+/// Where the child's AWS files and endpoint are.
+#[derive(Clone, Copy)]
+struct Files<'a> {
+    config: &'a Path,
+    credentials: &'a Path,
+    dir: &'a Path,
+    endpoint: &'a str,
+}
+
+/// Runs `bin args` under GNU time with the AWS files of `files`, every
+/// endpoint at the emulator, and nothing else from the environment; returns its
 /// "Maximum resident set size" in KiB. Panics if the command fails.
-fn peak_rss_kib(bin: &Path, args: &[&str], config: &Path, credentials: &Path, dir: &Path) -> f64 {
+fn peak_rss_kib(bin: &Path, args: &[&str], files: &Files<'_>) -> f64 {
+    let Files {
+        config,
+        credentials,
+        dir,
+        endpoint,
+    } = *files;
     let report = dir.join("time.txt");
     let out = Command::new(TIME)
         .arg("-v")
@@ -111,6 +132,7 @@ fn peak_rss_kib(bin: &Path, args: &[&str], config: &Path, credentials: &Path, di
         .env("AWS_CONFIG_FILE", config)
         .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
         .env("HOME", dir)
+        .env("AWS_ENDPOINT_URL", endpoint)
         .stdin(Stdio::null())
         .output()
         .expect("run /usr/bin/time");

@@ -80,7 +80,7 @@ fn main() {
         stslib_once();
         floor_once();
     }
-    let rounds = pick(600, 60);
+    let rounds = pick(2000, 200);
     let mut lib = Vec::with_capacity(rounds);
     let mut base = Vec::with_capacity(rounds);
     for i in 0..rounds {

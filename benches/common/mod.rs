@@ -239,11 +239,15 @@ pub fn role_names(n: usize) -> Vec<String> {
 }
 
 /// A session builder on `emu` for `alice` with `roles` role profiles and
-/// an empty environment.
+/// an environment of only `AWS_ENDPOINT_URL` (so IAM `ListMFADevices`, which
+/// resolves the user's MFA device, also goes to the emulator).
 pub fn builder(emu: &Emulator, roles: usize) -> stslib::SessionBuilder {
     Session::builder()
         .files(files(roles))
-        .env(stslib::Env::from_pairs::<String, String>([]))
+        .env(stslib::Env::from_pairs([(
+            "AWS_ENDPOINT_URL",
+            emu.endpoint(),
+        )]))
         .profile(USER)
         .endpoint(emu.endpoint())
 }
