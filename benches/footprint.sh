@@ -94,4 +94,5 @@ echo "   compiled for the binary (normal + build deps, this platform, stslib inc
 bin_copy=$(mktemp "${TMPDIR:-/tmp}/stslib-footprint-bin.XXXXXX")
 tmp_dirs+=("$bin_copy")
 cp "$default_dir/release/stslib" "$bin_copy"
-STSLIB_BIN="$bin_copy" cargo bench --locked --bench footprint_rss 2>/dev/null
+chmod +x "$bin_copy"
+STSLIB_BIN="$bin_copy" cargo bench --quiet --locked --bench footprint_rss

@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use stslib::{Credentials, RefreshPolicy};
 
@@ -61,6 +61,7 @@ fn main() {
     let mut lib = Vec::new();
     let mut lib_get = Vec::new();
     let mut base = Vec::new();
+    let mut base_clock = Vec::new();
     for _ in 0..pick(20, 2) {
         // Warm-up pass is simply the first of these.
         lib.extend(per_call(batches / 20 + 1, iters, || {
@@ -69,20 +70,28 @@ fn main() {
         base.extend(per_call(batches / 20 + 1, iters, || {
             black_box(read_slot(&slot));
         }));
+        base_clock.extend(per_call(batches / 20 + 1, iters, || {
+            let snap = read_slot(&slot);
+            let now = SystemTime::now();
+            black_box((snap, now));
+        }));
         lib_get.extend(per_call(batches / 20 + 1, iters, || {
             let set = session.current_credentials();
             black_box(set.get("r2").map(|c| c.access_key_id.len()));
         }));
     }
     let (lib, base, lib_get) = (Stats::new(lib), Stats::new(base), Stats::new(lib_get));
+    let base_clock = Stats::new(base_clock);
     dist("1 thread: current_credentials()", &lib);
     dist("1 thread: current_credentials().get(p)", &lib_get);
     dist("1 thread: RwLock<Arc<T>> read+clone (floor)", &base);
+    dist("1 thread: floor + one SystemTime::now()", &base_clock);
     let single_ratio = lib.p50() / base.p50();
     common::context(&format!(
-        "1 thread: stslib {:.2}x floor; the difference is the validity check (one \
-         SystemTime::now, clock source {})",
+        "1 thread: stslib {:.2}x floor, {:.2}x floor + clock read: the difference is the \
+         validity check (one SystemTime::now, clock source {})",
         single_ratio,
+        lib.p50() / base_clock.p50(),
         clocksource()
     ));
 
