@@ -6,7 +6,7 @@
 //! lifetimes at 2 s; Expiration has whole seconds, so a lifetime is 1-2 s),
 //! refresh policy `fraction(0.5).jitter(0.0)`, so each deadline is exactly
 //! `RefreshPolicy::refresh_at(start_time, expiration, 0)` of the credentials
-//! readers hold. One reader thread sleeps until 1 ms before the nearest
+//! readers hold. One reader thread sleeps until 3 ms before the nearest
 //! deadline, then polls `current_credentials().get(p)` (yielding between
 //! polls, so it does not starve the refresher of a core) until the access
 //! key changes, and records `seen - deadline` on the wall clock (the clock
@@ -41,7 +41,7 @@ use time::OffsetDateTime;
 use common::{dist, fmt_ns, pick, time_once, Stats};
 
 /// How early the reader starts polling before a deadline.
-const LEAD: Duration = Duration::from_millis(1);
+const LEAD: Duration = Duration::from_millis(3);
 /// A refresh not seen this long after its deadline counts as lost.
 const GIVE_UP: Duration = Duration::from_secs(3);
 
