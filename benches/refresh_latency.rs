@@ -2,15 +2,17 @@
 //! readers, against one floor AssumeRole round trip measured in the same
 //! run.
 //!
-//! Method: two sessions, one short-lived role each (the emulator caps role
-//! lifetimes at 2 s; Expiration has whole seconds, so a lifetime is 1-2 s),
-//! refresh policy `fraction(0.5).jitter(0.0)`, so each deadline is exactly
-//! `RefreshPolicy::refresh_at(start_time, expiration, 0)` of the credentials
-//! readers hold. One reader thread sleeps until 3 ms before the nearest
-//! deadline, then polls `current_credentials().get(p)` (yielding between
-//! polls, so it does not starve the refresher of a core) until the access
-//! key changes, and records `seen - deadline` on the wall clock (the clock
-//! the deadline is on).
+//! Method: sessions with one short-lived role each (the emulator caps role
+//! lifetimes at 2 s; Expiration has whole seconds, so a lifetime is 1-2 s)
+//! and refresh policy `fraction(0.75).jitter(0.0)`, so each deadline is
+//! exactly `RefreshPolicy::refresh_at(start_time, expiration, 0)` of the
+//! credentials readers hold (a refresh every 0.25-0.5 s). One reader thread
+//! sleeps until 3 ms before the deadline, then polls
+//! `current_credentials().get(p)` (yielding between polls, so it does not
+//! starve the refresher of a core) until the access key changes, and
+//! records `seen - deadline` on the wall clock (the clock the deadline is
+//! on). A new session is made every 4 refreshes; phases alternate with the
+//! floor refresher below, one refresher alive at a time.
 //!
 //! Two baselines, both in the same run:
 //! - the floor round trip: a hand-built AssumeRole (ureq + aws-sigv4 +
@@ -92,7 +94,7 @@ fn main() {
         "refresh_latency",
         "refresh deadline -> new credentials visible to a reader, vs one floor round trip",
     );
-    let policy = RefreshPolicy::default().fraction(0.5).jitter(0.0);
+    let policy = RefreshPolicy::default().fraction(0.75).jitter(0.0);
     let emu = common::emulator(Some(Duration::from_secs(2)));
     let endpoint = emu.endpoint();
 
@@ -134,102 +136,57 @@ fn main() {
         assume(&agent);
     }
 
-    let sessions = 2;
-    let mut watched: Vec<(Watched, View)> = Vec::new();
-    for _ in 0..sessions {
-        let session = common::session(&emu, 1, policy.clone());
-        let profile = "r0".to_owned();
-        common::assume(&session, std::slice::from_ref(&profile));
-        let w = Watched::Stslib { session, profile };
-        let view = w.changed("").expect("role credentials");
-        watched.push((w, view));
-        // Stagger so deadlines rarely coincide.
-        thread::sleep(Duration::from_millis(250));
-    }
-
-    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-    let floor_agent = floor::agent();
-    let first = assume(&floor_agent);
-    let slot: Slot = Arc::new(RwLock::new(Arc::new(first.clone())));
-    watched.push((Watched::Floor { slot: slot.clone() }, first));
-
     let wanted = pick(48, 8);
     let budget = Duration::from_secs(pick(90, 20));
     let started = Instant::now();
-    let (mut samples, mut floor_refresh, mut floor_rtt) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut lost, mut overlapped, mut early) = (0, 0, 0);
-    let (wake, cold_rtt) = thread::scope(|scope| {
-        let floor_thread = thread::Builder::new()
-            .name("floor-refresh".into())
-            .spawn_scoped(scope, || {
-                floor_refresher(&policy, &slot, &stopped, || assume(&floor_agent))
-            })
-            .expect("spawn");
-
-        while (samples.len() < wanted || floor_refresh.len() < wanted / 2)
-            && started.elapsed() < budget
-        {
-            // The nearest deadline.
-            let (i, deadline) = watched
-                .iter()
-                .enumerate()
-                .map(|(i, (_, v))| (i, policy.refresh_at(v.start, v.expiration, 0)))
-                .min_by_key(|(_, d)| *d)
-                .expect("watched");
-            // Floor round trips while there is time, then sleep to the lead.
-            while until(deadline) > Duration::from_millis(25) && floor_rtt.len() < 40 * wanted {
-                floor_rtt.push(time_once(|| assume(&agent)).0);
-            }
-            thread::sleep(until(deadline).saturating_sub(LEAD));
-
-            let (w, view) = &mut watched[i];
-            if let Some(v) = w.changed(&view.akid) {
-                // Refreshed before we began to look: no clean sample.
-                overlapped += 1;
-                *view = v;
-                continue;
-            }
-            let seen = loop {
-                if let Some(v) = w.changed(&view.akid) {
-                    break Some((OffsetDateTime::now_utc(), v));
-                }
-                if OffsetDateTime::now_utc() > deadline + GIVE_UP {
-                    break None;
-                }
-                thread::yield_now();
-            };
-            match seen {
-                Some((at, v)) => {
-                    let latency = (at - deadline).whole_nanoseconds() as f64;
-                    if latency < 0.0 {
-                        early += 1;
-                    }
-                    if w.is_floor() {
-                        floor_refresh.push(latency);
-                    } else {
-                        samples.push(latency);
-                    }
-                    *view = v;
-                }
-                None => {
-                    lost += 1;
-                    if let Some(v) = w.changed("") {
-                        *view = v;
-                    }
-                }
-            }
-        }
-        drop(stop);
-        floor_thread.join().expect("floor refresher")
-    });
-    for (w, _) in &watched {
+    let mut m = Measured::default();
+    let (mut wake, mut cold_rtt) = (Vec::new(), Vec::new());
+    let mut sessions = 0;
+    // Phases alternate, one refresher alive at a time: with whole-second
+    // expirations and no jitter, refreshers of the same lifetime drift
+    // into step, and colliding refreshes would measure each other.
+    while (m.stslib.len() < wanted || m.floor.len() < wanted / 2) && started.elapsed() < budget {
+        // An stslib session with one role, for 4 refreshes.
+        let session = common::session(&emu, 1, policy.clone());
+        sessions += 1;
+        let profile = "r0".to_owned();
+        common::assume(&session, std::slice::from_ref(&profile));
+        let w = Watched::Stslib { session, profile };
+        watch(&w, 4, &policy, &mut m, || assume(&agent));
         if let Watched::Stslib { session, .. } = w {
             session.halt().expect("halt");
         }
+
+        // The floor refresher, for 2 refreshes.
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let floor_agent = floor::agent();
+        let slot: Slot = Arc::new(RwLock::new(Arc::new(assume(&floor_agent))));
+        let (wk, rt) = thread::scope(|scope| {
+            let floor_thread = thread::Builder::new()
+                .name("floor-refresh".into())
+                .spawn_scoped(scope, || {
+                    floor_refresher(&policy, &slot, &stopped, || assume(&floor_agent))
+                })
+                .expect("spawn");
+            let w = Watched::Floor { slot: slot.clone() };
+            watch(&w, 2, &policy, &mut m, || assume(&agent));
+            drop(stop);
+            floor_thread.join().expect("floor refresher")
+        });
+        wake.extend(wk);
+        cold_rtt.extend(rt);
     }
     let served = emu.request_count(stslib::emulator::Action::AssumeRole);
     emu.stop();
 
+    let Measured {
+        stslib: samples,
+        floor: floor_refresh,
+        rtt: floor_rtt,
+        lost,
+        skipped: overlapped,
+        early,
+    } = m;
     let lat = Stats::new(samples);
     let floor_refresh = Stats::new(floor_refresh);
     let base = Stats::new(floor_rtt);
@@ -240,9 +197,9 @@ fn main() {
     );
     dist("floor AssumeRole round trip, back to back", &base);
     common::context(&format!(
-        "{sessions} sessions x 1 role + 1 floor refresher, role lifetime 1-2 s, {:.1} s, \
-         {served} AssumeRole served; {overlapped} refreshes skipped (already visible when the \
-         reader arrived), {lost} lost, {early} seen before the deadline",
+        "{sessions} sessions x 1 role, alternating with the floor refresher, role lifetime \
+         1-2 s, {:.1} s, {served} AssumeRole served; {overlapped} refreshes skipped (already \
+         visible when the reader arrived), {lost} lost, {early} seen before the deadline",
         started.elapsed().as_secs_f64()
     ));
     let (wake, cold_rtt) = (Stats::new(wake), Stats::new(cold_rtt));
@@ -277,6 +234,73 @@ fn main() {
         &format!("{} over {} samples", fmt_ns(lat.p99()), lat.len()),
     );
     common::summary("refresh_latency", lat.p50(), ratio, "floor round trip p50");
+}
+
+/// What the reader collected.
+#[derive(Default)]
+struct Measured {
+    /// Deadline -> visible, stslib (ns).
+    stslib: Vec<f64>,
+    /// Deadline -> visible, floor refresher (ns).
+    floor: Vec<f64>,
+    /// Back-to-back floor round trips (ns).
+    rtt: Vec<f64>,
+    lost: usize,
+    skipped: usize,
+    early: usize,
+}
+
+/// Watches `w` for `n` refreshes: floor round trips (`floor_once`, up to a
+/// total sample count) until 25 ms before each deadline, sleep until `LEAD` before it, then poll
+/// until the key changes.
+fn watch(
+    w: &Watched,
+    n: usize,
+    policy: &RefreshPolicy,
+    m: &mut Measured,
+    floor_once: impl Fn() -> View,
+) {
+    let mut view = w.changed("").expect("credentials");
+    for _ in 0..n {
+        let deadline = policy.refresh_at(view.start, view.expiration, 0);
+        while until(deadline) > Duration::from_millis(25) && m.rtt.len() < pick(3000, 300) {
+            m.rtt.push(time_once(&floor_once).0);
+        }
+        thread::sleep(until(deadline).saturating_sub(LEAD));
+        if let Some(v) = w.changed(&view.akid) {
+            // Refreshed before we began to look: no clean sample.
+            m.skipped += 1;
+            view = v;
+            continue;
+        }
+        let seen = loop {
+            if let Some(v) = w.changed(&view.akid) {
+                break Some((OffsetDateTime::now_utc(), v));
+            }
+            if OffsetDateTime::now_utc() > deadline + GIVE_UP {
+                break None;
+            }
+            thread::yield_now();
+        };
+        let Some((at, v)) = seen else {
+            m.lost += 1;
+            match w.changed("") {
+                Some(v) => view = v,
+                None => return,
+            }
+            continue;
+        };
+        let latency = (at - deadline).whole_nanoseconds() as f64;
+        if latency < 0.0 {
+            m.early += 1;
+        }
+        if w.is_floor() {
+            m.floor.push(latency);
+        } else {
+            m.stslib.push(latency);
+        }
+        view = v;
+    }
 }
 
 /// The floor of this design: sleep in a select until the deadline of the
