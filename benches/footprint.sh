@@ -5,7 +5,7 @@
 #   - packages in Cargo.lock, and packages compiled for each feature set;
 #   - clean release build time (fresh CARGO_TARGET_DIR; skip with
 #     --skip-build-time, then builds go to target/footprint/ incrementally);
-#   - peak RSS of `stslib whoami` and `stslib credentials` against the local
+#   - peak RSS of `stslib whoami` and `stslib credential-process` against the local
 #     emulator (benches/footprint_rss.rs, run on the release binary).
 #
 # Usage: benches/footprint.sh [--skip-build-time]

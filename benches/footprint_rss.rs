@@ -4,8 +4,8 @@
 //!
 //! The binary is `$STSLIB_BIN` when set (benches/footprint.sh points it at
 //! the size-tuned release build), else the one cargo built for this bench.
-//! `stslib credential-process` does not exist yet; `stslib credentials
-//! --profile r0` (GetSessionToken, then AssumeRole) stands in for it.
+//! `stslib --no-cache credential-process --profile r0` does the whole
+//! work each run (GetSessionToken, then AssumeRole, no cache hit).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -20,7 +20,7 @@ const TIME: &str = "/usr/bin/time";
 fn main() {
     common::header(
         "footprint_rss",
-        "peak RSS of `stslib whoami` / `stslib credentials` vs `stslib help`",
+        "peak RSS of `stslib whoami` / `stslib credential-process` vs `stslib help`",
     );
     let bin = std::env::var_os("STSLIB_BIN")
         .map(PathBuf::from)
@@ -77,9 +77,10 @@ fn main() {
         "alice",
     ]));
     let creds = median(measure(&[
+        "--no-cache",
         "--endpoint",
         &endpoint,
-        "credentials",
+        "credential-process",
         "--profile",
         "r0",
     ]));
@@ -91,7 +92,7 @@ fn main() {
     ));
     common::context(&format!("stslib whoami --profile alice: {whoami:.0} KiB"));
     common::context(&format!(
-        "stslib credentials --profile r0: {creds:.0} KiB (stands in for credential-process)"
+        "stslib --no-cache credential-process --profile r0: {creds:.0} KiB"
     ));
     common::summary_with(
         "footprint_rss",

@@ -166,7 +166,8 @@ impl SessionBuilder {
     }
 
     /// How many `AssumeRole` calls run at once when many roles are asked
-    /// for (at least 1). Defaults to 16.
+    /// for (at least 1). The threads live only for the call. Defaults
+    /// to 64.
     pub fn parallelism(mut self, threads: usize) -> Self {
         self.parallelism = threads.max(1);
         self
@@ -425,7 +426,7 @@ impl Session {
             timeout: None,
             policy: RefreshPolicy::default(),
             mfa_provider: None,
-            parallelism: 16,
+            parallelism: 64,
             strict: false,
             cache: None,
             refresh: true,

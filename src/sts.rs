@@ -569,7 +569,11 @@ impl StsClientBuilder {
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
             .timeout_connect(Some(self.connect_timeout))
-            .timeout_global(Some(self.timeout));
+            .timeout_global(Some(self.timeout))
+            // A fan-out of many AssumeRole calls keeps its connections for
+            // the next refresh round instead of reopening all but three.
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS);
         // Proxies come from the Env seam, not from ureq's own reading of the
         // process environment; a loopback endpoint is never proxied.
         let proxy = match endpoint::proxy_for(&self.env, &sts) {
@@ -1035,6 +1039,10 @@ fn ca_bundle(path: &str) -> Result<ureq::tls::TlsConfig> {
         .root_certs(RootCerts::new_with_certs(&certs))
         .build())
 }
+
+/// Idle keep-alive connections an agent keeps (per host and in all): as
+/// many as a session's default fan-out.
+const IDLE_CONNECTIONS: usize = 64;
 
 /// What one attempt came to.
 enum Attempt {
