@@ -63,7 +63,7 @@ fn main() {
     dist("1 role (baseline)", &single);
     let ratio = many.p50() / single.p50();
     common::context(&format!(
-        "parallelism(50): {:.2}x one role; the default pool of 16 needs ceil(50/16) = 4 waves",
+        "parallelism(50): {:.2}x one role (the default pool of 64 covers 50 roles in one wave)",
         many_wide.p50() / single.p50()
     ));
     common::target(
