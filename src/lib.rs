@@ -46,7 +46,11 @@
 //! - [`Credentials`]: the typed ("vault") form with start, expiration,
 //!   duration, remaining lifetime; [`Credentials::boto_map_exposing_secrets`]
 //!   gives the native STS field map ("boto").
-//! - [`Session`]: one session token, many roles, one refresher thread.
+//! - [`Session`]: one session token, many roles, one refresher thread;
+//!   [`Event`]s by subscription.
+//! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
+//!   MFA prompt serve many processes; the `stslib credential-process`
+//!   command is built on it.
 //! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
 //!   127.0.0.1 with fault injection, for tests.
 //!
