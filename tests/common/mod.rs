@@ -15,7 +15,8 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 
 /// Routes `log` records from stslib to stderr when `STSLIB_TEST_LOG` is set
-/// (`debug` or `trace`). Safe to call many times.
+/// (`debug` or `trace`), each line stamped with the UTC time of day. Safe
+/// to call many times.
 pub fn init_logger() {
     struct Stderr;
     impl log::Log for Stderr {
@@ -24,7 +25,17 @@ pub fn init_logger() {
         }
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
-                eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+                let t = time::OffsetDateTime::now_utc().time();
+                eprintln!(
+                    "{:02}:{:02}:{:02}.{:03} [{} {}] {}",
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.millisecond(),
+                    r.level(),
+                    r.target(),
+                    r.args()
+                );
             }
         }
         fn flush(&self) {}
