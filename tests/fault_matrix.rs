@@ -451,3 +451,42 @@ fn session_rides_out_an_invalid_client_token_id() {
 fn session_rides_out_an_oversized_response() {
     session_rides_out(Fault::Oversized(2 << 20), 1, Expect::Response);
 }
+
+/// A halt in the middle of a refresh round of more roles than run at once
+/// waits for the calls in flight, not for the rest of the round: workers
+/// take no new role once halted. (Before, a round of five roles per worker
+/// against a stalling STS kept `halt()` waiting for all five timeouts.)
+#[test]
+fn halt_mid_round_waits_for_calls_in_flight_only() {
+    common::init_logger();
+    // One worker (the inline path) and two (scoped threads).
+    for parallelism in [1, 2] {
+        let names = common::role_names(6 * parallelism);
+        let roles: Vec<&str> = names.iter().map(String::as_str).collect();
+        let emu = common::renewing_emulator(Duration::from_secs(60), Duration::from_secs(2));
+        let session = common::renewing_session(&emu.endpoint(), &roles)
+            .timeout(Duration::from_millis(500))
+            .max_attempts(1)
+            .parallelism(parallelism)
+            .refresh_policy(common::fast_policy().jitter(0.0))
+            .build()
+            .unwrap();
+        let outcomes = session.generate_credentials(&roles).unwrap();
+        assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
+        let first = emu.request_count(Action::AssumeRole);
+        emu.inject(
+            Action::AssumeRole,
+            Fault::Stall(Duration::from_secs(5)),
+            100,
+        );
+        // The first roles due stall their round for 500 ms; meanwhile the
+        // others come due and make the next round. Halt once that one is
+        // under way: its five calls per worker would take 2.5 s.
+        assert!(common::eventually(Duration::from_secs(3), || {
+            emu.request_count(Action::AssumeRole) >= first + 2 * parallelism
+        }));
+        common::halt_promptly(&session, Duration::from_millis(1500));
+        let calls = emu.request_count(Action::AssumeRole) - first;
+        assert!(calls <= 3 * parallelism, "{calls} calls");
+    }
+}
