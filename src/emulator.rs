@@ -7,7 +7,8 @@
 //! token, a SigV4 signature recomputed with the known secret, the request
 //! time within 5 minutes of its clock, and the expiry of the temporary
 //! credentials it issued. Faults (throttling, 5xx, stalls, dropped or reset
-//! connections, broken bodies) can be injected per action.
+//! connections, broken bodies) can be injected per action, for a number of
+//! requests or at random.
 //!
 //! ```no_run
 //! use stslib::emulator::{Action, Emulator, Fault};
@@ -321,6 +322,7 @@ impl EmulatorBuilder {
             cfg,
             state: Mutex::new(service::State::default()),
             faults: Mutex::new(Vec::new()),
+            random: Mutex::new(Vec::new()),
             records: Mutex::new(Vec::new()),
             offset_ns: AtomicI64::new(clamp_nanos(self.clock_offset)),
             connections: AtomicUsize::new(0),
@@ -478,6 +480,7 @@ struct Shared {
     cfg: service::Config,
     state: Mutex<service::State>,
     faults: Mutex<Vec<Armed>>,
+    random: Mutex<Vec<RandomFaults>>,
     records: Mutex<Vec<RequestRecord>>,
     offset_ns: AtomicI64,
     connections: AtomicUsize,
@@ -488,6 +491,46 @@ struct Armed {
     action: Action,
     fault: Fault,
     remaining: usize,
+}
+
+/// Faults given at random to a share of the requests of one action.
+#[derive(Debug)]
+struct RandomFaults {
+    action: Action,
+    faults: Vec<Fault>,
+    /// The chance of a fault, as a threshold on a random `u64`.
+    threshold: u64,
+}
+
+impl RandomFaults {
+    fn new(action: Action, faults: Vec<Fault>, probability: f64) -> Self {
+        let p = if probability.is_nan() {
+            0.0
+        } else {
+            probability.clamp(0.0, 1.0)
+        };
+        // `p * 2^64`, saturating at u64::MAX (p == 1 is "always").
+        let threshold = if p >= 1.0 {
+            u64::MAX
+        } else {
+            (p * 18_446_744_073_709_551_616.0) as u64
+        };
+        RandomFaults {
+            action,
+            faults,
+            threshold,
+        }
+    }
+
+    /// One roll: a fault from the list with the set chance, else `None`.
+    fn roll(&self) -> Option<Fault> {
+        let hit = self.threshold == u64::MAX || crate::rand::u64() < self.threshold;
+        if !hit {
+            return None;
+        }
+        let i = crate::rand::below(self.faults.len() as u64) as usize;
+        self.faults.get(i).cloned()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -504,24 +547,34 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Takes one use of the first fault armed for `action` (or for Any).
+    /// Takes one use of the first fault armed for `action` (or for Any);
+    /// without one, rolls the random faults for it in the order injected.
     fn take_fault(&self, action: Option<Action>) -> Option<Fault> {
-        let mut faults = lock(&self.faults);
-        let i = faults
-            .iter()
-            .position(|a| a.action == Action::Any || Some(a.action) == action)?;
-        let fault = faults[i].fault.clone();
-        faults[i].remaining -= 1;
-        if faults[i].remaining == 0 {
-            faults.remove(i);
+        let applies = |a: Action| a == Action::Any || Some(a) == action;
+        {
+            let mut faults = lock(&self.faults);
+            if let Some(i) = faults.iter().position(|a| applies(a.action)) {
+                let fault = faults[i].fault.clone();
+                faults[i].remaining -= 1;
+                if faults[i].remaining == 0 {
+                    faults.remove(i);
+                }
+                return Some(fault);
+            }
         }
-        Some(fault)
+        lock(&self.random)
+            .iter()
+            .filter(|r| applies(r.action))
+            .find_map(RandomFaults::roll)
     }
 
     fn reset_armed(&self) -> bool {
         lock(&self.faults)
             .iter()
             .any(|a| a.fault == Fault::ResetConnection)
+            || lock(&self.random)
+                .iter()
+                .any(|r| r.faults.contains(&Fault::ResetConnection))
     }
 
     /// Sleeps `d` in short slices; false when the emulator is stopping.
@@ -574,9 +627,35 @@ impl Emulator {
         }
     }
 
-    /// Removes all injected faults not yet used.
+    /// From now on, each request of `action` ([`Action::Any`]: any
+    /// request) gets, with chance `probability` (clamped to `0.0..=1.0`),
+    /// one of `faults` picked uniformly at random; until
+    /// [`clear_faults`](Self::clear_faults). Faults injected with
+    /// [`inject`](Self::inject) are used first; several random injections
+    /// are rolled in the order given, the first hit applying. An empty
+    /// `faults` injects nothing. For soak tests:
+    ///
+    /// ```no_run
+    /// use stslib::emulator::{Action, Emulator, Fault};
+    /// let emu = Emulator::start()?;
+    /// // About one AssumeRole in five is throttled or reset.
+    /// emu.inject_random(
+    ///     Action::AssumeRole,
+    ///     vec![Fault::throttling(), Fault::ResetConnection],
+    ///     0.2,
+    /// );
+    /// # Ok::<(), stslib::Error>(())
+    /// ```
+    pub fn inject_random(&self, action: Action, faults: Vec<Fault>, probability: f64) {
+        if !faults.is_empty() {
+            lock(&self.shared.random).push(RandomFaults::new(action, faults, probability));
+        }
+    }
+
+    /// Removes all injected faults not yet used, and the random ones.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+        lock(&self.shared.random).clear();
     }
 
     /// How many requests of `action` were received ([`Action::Any`]: all).
@@ -635,5 +714,76 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draws(emu: &Emulator, action: Action, n: usize) -> Vec<Option<Fault>> {
+        (0..n)
+            .map(|_| emu.shared.take_fault(Some(action)))
+            .collect()
+    }
+
+    #[test]
+    fn random_faults_hit_about_their_share_of_matching_requests() {
+        let emu = Emulator::start().unwrap();
+        let faults = vec![
+            Fault::throttling(),
+            Fault::unavailable(),
+            Fault::MalformedXml,
+        ];
+        emu.inject_random(Action::AssumeRole, faults.clone(), 0.25);
+        let got = draws(&emu, Action::AssumeRole, 4000);
+        let hits: Vec<&Fault> = got.iter().flatten().collect();
+        // Binomial(4000, 0.25): mean 1000, sd about 27.
+        assert!((850..1150).contains(&hits.len()), "{} hits", hits.len());
+        assert!(hits.iter().all(|f| faults.contains(f)));
+        for f in &faults {
+            assert!(hits.iter().filter(|h| **h == f).count() > 200, "{f:?}");
+        }
+        // Other actions are untouched.
+        assert!(draws(&emu, Action::GetSessionToken, 500)
+            .iter()
+            .all(Option::is_none));
+        emu.clear_faults();
+        assert!(draws(&emu, Action::AssumeRole, 500)
+            .iter()
+            .all(Option::is_none));
+    }
+
+    #[test]
+    fn random_fault_edges_and_precedence_of_counted_faults() {
+        let emu = Emulator::start().unwrap();
+        emu.inject_random(Action::Any, vec![Fault::DropConnection], 1.0);
+        emu.inject(Action::AssumeRole, Fault::throttling(), 2);
+        let got = draws(&emu, Action::AssumeRole, 4);
+        assert_eq!(
+            got,
+            [
+                Some(Fault::throttling()),
+                Some(Fault::throttling()),
+                Some(Fault::DropConnection),
+                Some(Fault::DropConnection)
+            ]
+        );
+        assert_eq!(
+            emu.shared.take_fault(None),
+            Some(Fault::DropConnection),
+            "Any matches requests naming no action"
+        );
+        assert!(!emu.shared.reset_armed());
+        emu.clear_faults();
+        for p in [0.0, -3.0, f64::NAN] {
+            emu.inject_random(Action::AssumeRole, vec![Fault::ResetConnection], p);
+        }
+        emu.inject_random(Action::AssumeRole, Vec::new(), 1.0);
+        assert!(draws(&emu, Action::AssumeRole, 1000)
+            .iter()
+            .all(Option::is_none));
+        // The server peeks requests while a reset may be drawn.
+        assert!(emu.shared.reset_armed());
     }
 }

@@ -10,12 +10,12 @@
 //! suspended laptop does not oversleep an expiry.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{select_biased, Receiver, Sender};
+use crossbeam_channel::{select_biased, Receiver, Sender, TryRecvError};
 use time::OffsetDateTime;
 
 use crate::credentials::{AccessKey, Credentials};
@@ -133,7 +133,7 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
             .filter(|&i| roles[i].next_at <= now)
             .collect();
         if !due.is_empty() && token.expiration > now {
-            refresh_round(inner, &token, &mut roles, &due);
+            refresh_round(inner, &token, &mut roles, &due, control);
         }
 
         let now = inner.now();
@@ -187,11 +187,35 @@ fn plan(
     }
 }
 
+/// True once the session has asked the thread to halt. `Session` sends a
+/// message and then drops the sender, so consuming the message here still
+/// leaves the loop's `select_biased!` a disconnected channel to see.
+fn halted(control: &Receiver<()>) -> bool {
+    !matches!(control.try_recv(), Err(TryRecvError::Empty))
+}
+
 /// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
-fn refresh_round(inner: &Inner, token: &Arc<Credentials>, roles: &mut [RoleState], due: &[usize]) {
+/// Once halted, no further role of the round is started (a halt waits only
+/// for the calls in flight); the roles left out keep their state.
+fn refresh_round(
+    inner: &Inner,
+    token: &Arc<Credentials>,
+    roles: &mut [RoleState],
+    due: &[usize],
+    control: &Receiver<()>,
+) {
     let policy = &inner.policy;
     let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
-    let results = assume_all(inner, token, &specs);
+    // Latched: a consumed halt message must not read as "not halted" later.
+    let stop = AtomicBool::new(false);
+    let is_halted = || {
+        stop.load(Ordering::Relaxed) || {
+            let h = halted(control);
+            stop.fetch_or(h, Ordering::Relaxed);
+            h
+        }
+    };
+    let results = assume_until(inner, token, &specs, &is_halted);
     // Backoff counts from now, not from before the (possibly slow) round.
     let now = inner.now();
     let old = inner.snapshot();
@@ -200,6 +224,7 @@ fn refresh_round(inner: &Inner, token: &Arc<Credentials>, roles: &mut [RoleState
     let (mut ok, mut failed) = (0, 0);
     for ((profile, result), &i) in results.into_iter().zip(due) {
         let role = &mut roles[i];
+        let Some(result) = result else { continue };
         match result {
             Ok(c) => {
                 ok += 1;
@@ -305,6 +330,20 @@ pub(crate) fn assume_all(
     token: &Credentials,
     specs: &[RoleSpec],
 ) -> Vec<(String, Result<Credentials>)> {
+    assume_until(inner, token, specs, &|| false)
+        .into_iter()
+        .filter_map(|(profile, r)| Some((profile, r?)))
+        .collect()
+}
+
+/// Like [`assume_all`], but once `halted()` holds no further spec is
+/// started: those get `None`.
+fn assume_until(
+    inner: &Inner,
+    token: &Credentials,
+    specs: &[RoleSpec],
+    halted: &(dyn Fn() -> bool + Sync),
+) -> Vec<(String, Option<Result<Credentials>>)> {
     let keys = token.access_key();
     let workers = inner.parallelism.min(specs.len());
     let slots: Vec<Mutex<Option<Result<Credentials>>>> =
@@ -314,6 +353,9 @@ pub(crate) fn assume_all(
         thread::scope(|scope| {
             for _ in 0..workers {
                 let work = || loop {
+                    if halted() {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
                     *lock(&slots[i]) = Some(assume_one(inner, &keys, spec));
@@ -335,7 +377,7 @@ pub(crate) fn assume_all(
         .zip(slots)
         .map(|(spec, slot)| {
             let done = slot.into_inner().unwrap_or_else(|p| p.into_inner());
-            let result = done.unwrap_or_else(|| assume_one(inner, &keys, spec));
+            let result = done.or_else(|| (!halted()).then(|| assume_one(inner, &keys, spec)));
             (spec.profile.clone(), result)
         })
         .collect()

@@ -1,11 +1,19 @@
 //! The STS client against the local emulator, one test per fault kind: the
 //! right typed error, or a bounded retry that succeeds, and the request
-//! counts that prove which.
+//! counts that prove which. Then the same faults one level up: a refreshing
+//! session rides out one failed refresh round of each kind.
 
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stslib::emulator::{Action, Emulator, Fault};
-use stslib::{AccessKey, AssumeRoleRequest, Error, GetSessionTokenRequest, Secret, StsClient};
+use stslib::{
+    AccessKey, AssumeRoleRequest, Error, Event, GetSessionTokenRequest, Secret, Session, StsClient,
+};
+use time::OffsetDateTime;
 
 const KEY: &str = "AKIAFAULTMATRIX00001";
 const SECRET: &str = "fault/matrix/secret/0000000000000000000000";
@@ -229,4 +237,256 @@ fn delay_within_the_timeout_just_succeeds() {
         .assumed_role_arn
         .ends_with(":assumed-role/matrix/matrix-test"));
     assert_eq!(n, 1);
+}
+
+// ---- Session level ------------------------------------------------------
+//
+// One role with 4-second credentials (refreshed at about 2 s) on a session
+// whose 6-second token renews through an MFA provider. The client tries
+// each call twice with a 500 ms timeout, so `times` injected faults make
+// exactly one refresh round fail: 2 for retried faults, 1 for the others.
+// The retry after it (within 100 ms) succeeds well before the old
+// credentials expire, even after a stalled round (about 1.1 s).
+
+/// The error a failed refresh round must report.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// A service error with this status and code.
+    Code(u16, &'static str),
+    /// `Error::Transport` (no answer: reset, timeout, cut body).
+    Transport,
+    /// `Error::Response` (a 2xx answer of the wrong form).
+    Response,
+}
+
+impl Expect {
+    fn matches(self, e: &Error) -> bool {
+        match (self, e) {
+            (Expect::Code(status, code), Error::Service(s)) => {
+                s.status == status && s.code == code && s.action == "AssumeRole"
+            }
+            (Expect::Transport, Error::Transport { action, .. })
+            | (Expect::Response, Error::Response { action, .. }) => *action == "AssumeRole",
+            _ => false,
+        }
+    }
+}
+
+const ROLE_LIFETIME: Duration = Duration::from_secs(4);
+
+/// Runs the scenario above for `fault` and checks everything the session
+/// promises while it happens.
+fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
+    common::init_logger();
+    let emu = common::renewing_emulator(Duration::from_secs(6), ROLE_LIFETIME);
+    let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(500))
+        .max_attempts(2)
+        .build()
+        .unwrap();
+    let events = session.subscribe();
+    let outcomes = session.generate_credentials(&["r1"]).unwrap();
+    assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
+    assert!(session.is_refreshing());
+    let old = session.credentials_for("r1").unwrap();
+    let first = emu.request_count(Action::AssumeRole);
+    emu.inject(Action::AssumeRole, fault.clone(), times);
+
+    let stop = AtomicBool::new(false);
+    let problems = Mutex::new(Vec::<String>::new());
+    // Access key ids readers saw, consecutive repeats folded.
+    let keys = Mutex::new(Vec::<String>::new());
+    let mut failures = Vec::new();
+    let mut refreshed = None;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let before = OffsetDateTime::now_utc();
+                let set = session.current_credentials();
+                match set.get("r1") {
+                    Some(c) => {
+                        if c.expiration <= before {
+                            problems
+                                .lock()
+                                .unwrap()
+                                .push(format!("expired credentials at {before}: {}", c.expiration));
+                        }
+                        let mut keys = keys.lock().unwrap();
+                        if keys.last() != Some(&c.access_key_id) {
+                            keys.push(c.access_key_id.clone());
+                        }
+                    }
+                    None if before < old.expiration => problems.lock().unwrap().push(format!(
+                        "no credentials at {before} while the old ones were valid"
+                    )),
+                    None => {}
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let (done, seen) = common::wait_event(&events, Duration::from_secs(5), |e| match e {
+            Event::RefreshFailed { profile, error } => {
+                assert_eq!(profile, "r1");
+                // The old credentials are still what readers get.
+                let now = OffsetDateTime::now_utc();
+                let held = session.credentials_for("r1");
+                assert_eq!(
+                    held.as_ref().map(|c| c.access_key_id.as_str()),
+                    Some(old.access_key_id.as_str()),
+                    "{fault:?}: old credentials not held after a failed round"
+                );
+                assert!(held.is_some_and(|c| c.expiration > now));
+                failures.push(error.clone());
+                false
+            }
+            Event::Refreshed { profile, .. } => profile == "r1",
+            _ => false,
+        });
+        stop.store(true, Ordering::Relaxed);
+        assert!(done.is_some(), "{fault:?}: no recovery; events {seen:?}");
+        refreshed = done;
+    });
+
+    let problems = problems.into_inner().unwrap();
+    assert!(problems.is_empty(), "{fault:?}: readers saw {problems:#?}");
+    assert_eq!(failures.len(), 1, "{fault:?}: failures {failures:?}");
+    assert!(
+        expect.matches(&failures[0]),
+        "{fault:?}: expected {expect:?}, got {:?}",
+        failures[0]
+    );
+    // The recovery: new credentials, announced after readers could see
+    // them, and readers moved from the old ones to them once.
+    let Some(Event::Refreshed { expiration, .. }) = refreshed else {
+        unreachable!()
+    };
+    let new = session.credentials_for("r1").unwrap();
+    assert_ne!(new.access_key_id, old.access_key_id);
+    assert_eq!(new.expiration, expiration);
+    assert!(new.expiration > old.expiration);
+    let keys = keys.into_inner().unwrap();
+    assert_eq!(keys.first(), Some(&old.access_key_id), "{keys:?}");
+    assert!(keys.len() <= 2, "readers flipped between keys: {keys:?}");
+    // One failed round used up the faults; one more call succeeded.
+    assert_eq!(emu.request_count(Action::AssumeRole), first + times + 1);
+    common::halt_promptly(&session, Duration::from_secs(2));
+}
+
+#[test]
+fn session_rides_out_throttling() {
+    session_rides_out(Fault::throttling(), 2, Expect::Code(400, "Throttling"));
+}
+
+#[test]
+fn session_rides_out_http_500() {
+    session_rides_out(Fault::internal(), 2, Expect::Code(500, "InternalFailure"));
+}
+
+#[test]
+fn session_rides_out_http_503() {
+    session_rides_out(
+        Fault::unavailable(),
+        2,
+        Expect::Code(503, "ServiceUnavailable"),
+    );
+}
+
+#[test]
+fn session_rides_out_connection_reset() {
+    session_rides_out(Fault::ResetConnection, 2, Expect::Transport);
+}
+
+#[test]
+fn session_rides_out_a_stall_past_the_timeout() {
+    session_rides_out(Fault::Stall(Duration::from_secs(3)), 2, Expect::Transport);
+}
+
+#[test]
+fn session_rides_out_a_truncated_body() {
+    session_rides_out(Fault::TruncatedBody, 2, Expect::Transport);
+}
+
+#[test]
+fn session_rides_out_malformed_xml() {
+    session_rides_out(Fault::MalformedXml, 1, Expect::Response);
+}
+
+#[test]
+fn session_rides_out_an_html_error_page() {
+    session_rides_out(Fault::HtmlError(502), 2, Expect::Code(502, "HttpStatus502"));
+}
+
+#[test]
+fn session_rides_out_xml_of_the_wrong_shape() {
+    session_rides_out(Fault::WrongShape, 1, Expect::Response);
+}
+
+#[test]
+fn session_rides_out_an_expired_token_error() {
+    let fault = Fault::Error {
+        status: 403,
+        code: "ExpiredToken".into(),
+        message: "The security token included in the request is expired".into(),
+    };
+    session_rides_out(fault, 1, Expect::Code(403, "ExpiredToken"));
+}
+
+#[test]
+fn session_rides_out_access_denied() {
+    session_rides_out(Fault::access_denied(), 1, Expect::Code(403, "AccessDenied"));
+}
+
+#[test]
+fn session_rides_out_an_invalid_client_token_id() {
+    let fault = Fault::Error {
+        status: 403,
+        code: "InvalidClientTokenId".into(),
+        message: "The security token included in the request is invalid.".into(),
+    };
+    session_rides_out(fault, 1, Expect::Code(403, "InvalidClientTokenId"));
+}
+
+#[test]
+fn session_rides_out_an_oversized_response() {
+    session_rides_out(Fault::Oversized(2 << 20), 1, Expect::Response);
+}
+
+/// A halt in the middle of a refresh round of more roles than run at once
+/// waits for the calls in flight, not for the rest of the round: workers
+/// take no new role once halted. (Before, a round of five roles per worker
+/// against a stalling STS kept `halt()` waiting for all five timeouts.)
+#[test]
+fn halt_mid_round_waits_for_calls_in_flight_only() {
+    common::init_logger();
+    // One worker (the inline path) and two (scoped threads).
+    for parallelism in [1, 2] {
+        let names = common::role_names(6 * parallelism);
+        let roles: Vec<&str> = names.iter().map(String::as_str).collect();
+        let emu = common::renewing_emulator(Duration::from_secs(60), Duration::from_secs(2));
+        let session = common::renewing_session(&emu.endpoint(), &roles)
+            .timeout(Duration::from_millis(500))
+            .max_attempts(1)
+            .parallelism(parallelism)
+            .refresh_policy(common::fast_policy().jitter(0.0))
+            .build()
+            .unwrap();
+        let outcomes = session.generate_credentials(&roles).unwrap();
+        assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
+        let first = emu.request_count(Action::AssumeRole);
+        emu.inject(
+            Action::AssumeRole,
+            Fault::Stall(Duration::from_secs(5)),
+            100,
+        );
+        // The first roles due stall their round for 500 ms; meanwhile the
+        // others come due and make the next round. Halt once that one is
+        // under way: its five calls per worker would take 2.5 s.
+        assert!(common::eventually(Duration::from_secs(3), || {
+            emu.request_count(Action::AssumeRole) >= first + 2 * parallelism
+        }));
+        common::halt_promptly(&session, Duration::from_millis(1500));
+        let calls = emu.request_count(Action::AssumeRole) - first;
+        assert!(calls <= 3 * parallelism, "{calls} calls");
+    }
 }

@@ -15,7 +15,8 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 
 /// Routes `log` records from stslib to stderr when `STSLIB_TEST_LOG` is set
-/// (`debug` or `trace`). Safe to call many times.
+/// (`debug` or `trace`), each line stamped with the UTC time of day. Safe
+/// to call many times.
 pub fn init_logger() {
     struct Stderr;
     impl log::Log for Stderr {
@@ -24,7 +25,17 @@ pub fn init_logger() {
         }
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
-                eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+                let t = time::OffsetDateTime::now_utc().time();
+                eprintln!(
+                    "{:02}:{:02}:{:02}.{:03} [{} {}] {}",
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.millisecond(),
+                    r.level(),
+                    r.target(),
+                    r.args()
+                );
             }
         }
         fn flush(&self) {}
@@ -421,4 +432,47 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+// ---- Renewing sessions (fault matrix, soak) ------------------------------
+
+/// An emulator with alice and her MFA device (required for session
+/// tokens), session tokens capped at `token` and role credentials at
+/// `role`.
+pub fn renewing_emulator(token: Duration, role: Duration) -> stslib::emulator::Emulator {
+    emulator_with_alice(token)
+        .role_lifetime(role)
+        .mfa_device("alice", ALICE_MFA, ALICE_CODE)
+        .require_mfa(true)
+        .start()
+        .expect("emulator starts")
+}
+
+/// A session for alice on the emulator at `endpoint`, with role profiles
+/// `roles`, her device as `mfa_serial` and an MFA provider that always
+/// gives the right code: the session gets and renews its token by itself.
+/// [`fast_policy`] refreshes at half life.
+pub fn renewing_session(endpoint: &str, roles: &[&str]) -> stslib::SessionBuilder {
+    let files = alice_files(
+        &format!("mfa_serial = {ALICE_MFA}"),
+        &role_profiles(roles, "alice", ""),
+    );
+    session_builder(endpoint, files, "alice")
+        .mfa_provider(|_| Ok(stslib::Secret::new(ALICE_CODE)))
+        .token_lifetime(TOKEN_LIFETIME)
+}
+
+/// Halts `session`, asserting it succeeds within `bound` and leaves no
+/// refresher running; returns how long it took.
+pub fn halt_promptly(session: &stslib::Session, bound: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let r = session.halt();
+    let took = started.elapsed();
+    assert!(r.is_ok(), "halt failed: {r:?}");
+    assert!(took < bound, "halt took {took:?}");
+    assert!(
+        !session.is_refreshing(),
+        "refresher still running after halt"
+    );
+    took
 }
