@@ -132,8 +132,14 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
         let due: Vec<usize> = (0..roles.len())
             .filter(|&i| roles[i].next_at <= now)
             .collect();
-        if !due.is_empty() && token.expiration > now {
-            refresh_round(inner, &token, &mut roles, &due, control);
+        if !due.is_empty()
+            && token.expiration > now
+            && refresh_round(inner, &token, &mut roles, &due, control)
+            && token_at.is_some()
+        {
+            // STS says the token has ended: renew it now, not on schedule.
+            log::warn!("STS rejected the session token as expired; renewing it now");
+            token_at = Some(inner.now());
         }
 
         let now = inner.now();
@@ -196,14 +202,16 @@ fn halted(control: &Receiver<()>) -> bool {
 
 /// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
 /// Once halted, no further role of the round is started (a halt waits only
-/// for the calls in flight); the roles left out keep their state.
+/// for the calls in flight); the roles left out keep their state. Returns
+/// true when STS called the session token expired (it may end before its
+/// `Expiration` says: revoked, or a clock STS disagrees with).
 fn refresh_round(
     inner: &Inner,
     token: &Arc<Credentials>,
     roles: &mut [RoleState],
     due: &[usize],
     control: &Receiver<()>,
-) {
+) -> bool {
     let policy = &inner.policy;
     let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
     // Latched: a consumed halt message must not read as "not halted" later.
@@ -222,6 +230,7 @@ fn refresh_round(
     let mut fresh: BTreeMap<String, Arc<Credentials>> = BTreeMap::new();
     let mut events = Vec::with_capacity(due.len());
     let (mut ok, mut failed) = (0, 0);
+    let mut token_expired = false;
     for ((profile, result), &i) in results.into_iter().zip(due) {
         let role = &mut roles[i];
         let Some(result) = result else { continue };
@@ -239,6 +248,7 @@ fn refresh_round(
             }
             Err(e) => {
                 failed += 1;
+                token_expired |= e.code() == Some("ExpiredToken");
                 // Keep the last valid credentials; retry while they last.
                 let held = old.roles.get(&profile).map_or(now, |c| c.expiration);
                 let wait =
@@ -271,6 +281,7 @@ fn refresh_round(
     for e in events {
         inner.subscribers.send(e);
     }
+    token_expired
 }
 
 /// Time left until `t`, or the largest duration once `t` has passed (a

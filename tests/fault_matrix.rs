@@ -490,3 +490,39 @@ fn halt_mid_round_waits_for_calls_in_flight_only() {
         assert!(calls <= 3 * parallelism, "{calls} calls");
     }
 }
+
+/// STS calling the session token expired (before its `Expiration`, e.g.
+/// revoked) makes a renewing session get a new token at once, not on its
+/// schedule; the role is then refreshed with the new token.
+#[test]
+fn an_expired_token_answer_renews_the_token_at_once() {
+    common::init_logger();
+    // A token of one hour: its scheduled renewal is far away.
+    let emu = common::renewing_emulator(Duration::from_secs(3600), ROLE_LIFETIME);
+    let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&["r1"]).unwrap();
+    assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    emu.inject(
+        Action::AssumeRole,
+        Fault::Error {
+            status: 403,
+            code: "ExpiredToken".into(),
+            message: "The security token included in the request is expired".into(),
+        },
+        1,
+    );
+    let (renewed, seen) = common::wait_event(&events, Duration::from_secs(6), |e| {
+        matches!(e, Event::TokenRenewed { .. })
+    });
+    assert!(renewed.is_some(), "no early renewal; events {seen:?}");
+    assert_eq!(emu.request_count(Action::GetSessionToken), 2);
+    let (refreshed, seen) = common::wait_event(&events, Duration::from_secs(6), |e| {
+        matches!(e, Event::Refreshed { .. })
+    });
+    assert!(refreshed.is_some(), "no refresh after renewal; {seen:?}");
+    common::halt_promptly(&session, Duration::from_secs(2));
+}
