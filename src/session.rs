@@ -19,7 +19,7 @@ use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher};
 use crate::schedule::RefreshPolicy;
 use crate::secret::Secret;
-use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient};
+use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};
 
 /// Supplies a fresh MFA code for a device serial, when the session needs a
 /// new session token. Called on the refresher thread (or the caller's, from
@@ -45,12 +45,9 @@ pub struct SessionBuilder {
     profile: Option<String>,
     files: Option<ProfileFiles>,
     env: Env,
-    region: Option<String>,
-    endpoint: Option<String>,
-    iam_endpoint: Option<String>,
-    connect_timeout: Option<Duration>,
-    timeout: Option<Duration>,
-    max_attempts: Option<u32>,
+    /// The client's own settings; the profile's and the environment's are
+    /// applied at build time, below explicit ones.
+    client: StsClientBuilder,
     policy: RefreshPolicy,
     mfa_provider: Option<MfaProvider>,
     parallelism: usize,
@@ -64,8 +61,7 @@ impl fmt::Debug for SessionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionBuilder")
             .field("profile", &self.profile)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
+            .field("client", &self.client)
             .field("policy", &self.policy)
             .field("mfa_provider", &self.mfa_provider.is_some())
             .field("parallelism", &self.parallelism)
@@ -101,7 +97,7 @@ impl SessionBuilder {
     /// The STS region. Defaults to the profile's `region`, else
     /// `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+        self.client = self.client.region(region);
         self
     }
 
@@ -109,7 +105,7 @@ impl SessionBuilder {
     /// `AWS_ENDPOINT_URL`, else the profile's `endpoint_url`, else the
     /// regional AWS endpoint.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+        self.client = self.client.endpoint(url);
         self
     }
 
@@ -118,7 +114,7 @@ impl SessionBuilder {
     /// `AWS_ENDPOINT_URL_IAM`, else `AWS_ENDPOINT_URL`, else the profile's
     /// `endpoint_url`, else IAM's global endpoint.
     pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.iam_endpoint = Some(url.into());
+        self.client = self.client.iam_endpoint(url);
         self
     }
 
@@ -128,21 +124,21 @@ impl SessionBuilder {
     /// client's (see
     /// [`StsClientBuilder::max_attempts`](crate::StsClientBuilder::max_attempts)).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts);
+        self.client = self.client.max_attempts(attempts);
         self
     }
 
     /// TCP connect timeout of each STS call. Defaults to the client's (see
     /// [`StsClientBuilder::connect_timeout`](crate::StsClientBuilder::connect_timeout)).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+        self.client = self.client.connect_timeout(timeout);
         self
     }
 
     /// Overall timeout of each STS call attempt. Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.client = self.client.timeout(timeout);
         self
     }
 
@@ -231,26 +227,7 @@ impl SessionBuilder {
             ));
         }
         let source = files.profile(&profile)?;
-        let mut client = StsClient::builder().env(self.env.clone()).profile(source);
-        if let Some(region) = self.region {
-            client = client.region(region);
-        }
-        if let Some(url) = self.endpoint {
-            client = client.endpoint(url);
-        }
-        if let Some(url) = self.iam_endpoint {
-            client = client.iam_endpoint(url);
-        }
-        if let Some(n) = self.max_attempts {
-            client = client.max_attempts(n);
-        }
-        if let Some(t) = self.connect_timeout {
-            client = client.connect_timeout(t);
-        }
-        if let Some(t) = self.timeout {
-            client = client.timeout(t);
-        }
-        let client = client.build()?;
+        let client = self.client.env(self.env.clone()).profile(source).build()?;
         log::info!(
             "session created for profile `{profile}` (endpoint {})",
             client.endpoint()
@@ -418,12 +395,7 @@ impl Session {
             profile: None,
             files: None,
             env: Env::process(),
-            region: None,
-            endpoint: None,
-            iam_endpoint: None,
-            connect_timeout: None,
-            max_attempts: None,
-            timeout: None,
+            client: StsClient::builder(),
             policy: RefreshPolicy::default(),
             mfa_provider: None,
             parallelism: 64,
