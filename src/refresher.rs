@@ -223,7 +223,7 @@ fn refresh_round(
             h
         }
     };
-    let results = assume_until(inner, token, &specs, &is_halted);
+    let results = assume_until(inner, token, &specs, &is_halted, Some(control));
     // Backoff counts from now, not from before the (possibly slow) round.
     let now = inner.now();
     let old = inner.snapshot();
@@ -341,7 +341,7 @@ pub(crate) fn assume_all(
     token: &Credentials,
     specs: &[RoleSpec],
 ) -> Vec<(String, Result<Credentials>)> {
-    assume_until(inner, token, specs, &|| false)
+    assume_until(inner, token, specs, &|| false, None)
         .into_iter()
         .filter_map(|(profile, r)| Some((profile, r?)))
         .collect()
@@ -354,6 +354,7 @@ fn assume_until(
     token: &Credentials,
     specs: &[RoleSpec],
     halted: &(dyn Fn() -> bool + Sync),
+    cancel: Option<&Receiver<()>>,
 ) -> Vec<(String, Option<Result<Credentials>>)> {
     let keys = token.access_key();
     let workers = inner.parallelism.min(specs.len());
@@ -369,7 +370,7 @@ fn assume_until(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    *lock(&slots[i]) = Some(assume_one(inner, &keys, spec));
+                    *lock(&slots[i]) = Some(assume_one(inner, &keys, spec, cancel));
                 };
                 // A thread that cannot be started leaves its share to the
                 // others, or to the inline pass below.
@@ -388,7 +389,8 @@ fn assume_until(
         .zip(slots)
         .map(|(spec, slot)| {
             let done = slot.into_inner().unwrap_or_else(|p| p.into_inner());
-            let result = done.or_else(|| (!halted()).then(|| assume_one(inner, &keys, spec)));
+            let result =
+                done.or_else(|| (!halted()).then(|| assume_one(inner, &keys, spec, cancel)));
             (spec.profile.clone(), result)
         })
         .collect()
@@ -396,11 +398,16 @@ fn assume_until(
 
 /// The AssumeRole calls of one profile: the first with the session token,
 /// each next hop with the previous role's credentials.
-fn assume_one(inner: &Inner, token_keys: &AccessKey, spec: &RoleSpec) -> Result<Credentials> {
+fn assume_one(
+    inner: &Inner,
+    token_keys: &AccessKey,
+    spec: &RoleSpec,
+    cancel: Option<&Receiver<()>>,
+) -> Result<Credentials> {
     let mut keys = token_keys.clone();
     let mut last = None;
     for hop in &spec.hops {
-        let assumed = inner.client.assume_role(&keys, hop)?;
+        let assumed = inner.client.assume_role_cancellable(&keys, hop, cancel)?;
         keys = assumed.credentials.access_key();
         last = Some(assumed.credentials);
     }

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use crossbeam_channel::{select_biased, Receiver};
 use time::OffsetDateTime;
 
 use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
@@ -629,22 +630,34 @@ impl StsClient {
         req: &GetSessionTokenRequest,
     ) -> Result<Credentials> {
         let params = req.params()?;
-        let reply = self.call("GetSessionToken", Service::Sts, keys, &params)?;
+        let reply = self.call("GetSessionToken", Service::Sts, keys, &params, None)?;
         wire::parse_get_session_token(&reply.body, reply.start_time)
             .map_err(|e| with_header_request_id(e, reply.request_id))
     }
 
     /// `AssumeRole`: temporary credentials for a role.
     pub fn assume_role(&self, keys: &AccessKey, req: &AssumeRoleRequest) -> Result<AssumedRole> {
+        self.assume_role_cancellable(keys, req, None)
+    }
+
+    /// [`assume_role`](Self::assume_role) whose retry backoff ends early
+    /// when `cancel` gets a message or is disconnected (a halting
+    /// refresher): the last attempt's error is returned then.
+    pub(crate) fn assume_role_cancellable(
+        &self,
+        keys: &AccessKey,
+        req: &AssumeRoleRequest,
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<AssumedRole> {
         let params = req.params()?;
-        let reply = self.call("AssumeRole", Service::Sts, keys, &params)?;
+        let reply = self.call("AssumeRole", Service::Sts, keys, &params, cancel)?;
         wire::parse_assume_role(&reply.body, reply.start_time)
             .map_err(|e| with_header_request_id(e, reply.request_id))
     }
 
     /// `GetCallerIdentity`: who `keys` belong to.
     pub fn get_caller_identity(&self, keys: &AccessKey) -> Result<CallerIdentity> {
-        let reply = self.call("GetCallerIdentity", Service::Sts, keys, &[])?;
+        let reply = self.call("GetCallerIdentity", Service::Sts, keys, &[], None)?;
         wire::parse_caller_identity(&reply.body)
             .map_err(|e| with_header_request_id(e, reply.request_id))
     }
@@ -669,7 +682,7 @@ impl StsClient {
             if let Some(m) = marker.take() {
                 params.push(("Marker", m));
             }
-            let reply = self.call("ListMFADevices", Service::Iam, keys, &params)?;
+            let reply = self.call("ListMFADevices", Service::Iam, keys, &params, None)?;
             let page = wire::parse_list_mfa_devices(&reply.body)
                 .map_err(|e| with_header_request_id(e, reply.request_id))?;
             serials.extend(page.devices.into_iter().map(|d| d.serial_number));
@@ -692,6 +705,7 @@ impl StsClient {
         service: Service,
         keys: &AccessKey,
         params: &[(&'static str, String)],
+        cancel: Option<&Receiver<()>>,
     ) -> Result<Reply> {
         let (target, version) = match service {
             Service::Sts => (&self.sts, STS_VERSION),
@@ -731,7 +745,16 @@ impl StsClient {
                 outcome.as_ref().err().map(short_reason).unwrap_or_default(),
                 delay.as_millis()
             );
-            std::thread::sleep(delay);
+            let wait = crossbeam_channel::after(delay);
+            match cancel {
+                Some(cancel) => select_biased! {
+                    recv(cancel) -> _ => return outcome,
+                    recv(wait) -> _ => {}
+                },
+                None => {
+                    let _ = wait.recv();
+                }
+            }
             attempt += 1;
         }
     }

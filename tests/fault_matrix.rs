@@ -526,3 +526,25 @@ fn an_expired_token_answer_renews_the_token_at_once() {
     assert!(refreshed.is_some(), "no refresh after renewal; {seen:?}");
     common::halt_promptly(&session, Duration::from_secs(2));
 }
+
+/// A halt during the client's retry backoff (here: persistent throttling
+/// with many attempts allowed) ends the backoff at once instead of sleeping
+/// it out.
+#[test]
+fn a_halt_cuts_the_retry_backoff_short() {
+    common::init_logger();
+    let emu = common::renewing_emulator(Duration::from_secs(60), Duration::from_secs(2));
+    let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .max_attempts(12)
+        .build()
+        .unwrap();
+    session.generate_credentials(&["r1"]).unwrap();
+    let first = emu.request_count(Action::AssumeRole);
+    emu.inject(Action::AssumeRole, Fault::throttling(), 1000);
+    // Wait until the refresher is a few attempts into its backoff (later
+    // backoffs grow to seconds).
+    assert!(common::eventually(Duration::from_secs(20), || {
+        emu.request_count(Action::AssumeRole) >= first + 5
+    }));
+    common::halt_promptly(&session, Duration::from_millis(500));
+}
