@@ -135,7 +135,10 @@ impl fmt::Debug for Origin {
 /// One `key = value` of a profile, with where it was set.
 ///
 /// `Debug` prints `**redacted**` instead of the value of
-/// `aws_secret_access_key`, `aws_session_token` and `aws_security_token`.
+/// `aws_secret_access_key`, `aws_session_token` and `aws_security_token`,
+/// and of any value with a continuation or sub-property line that sets one
+/// of them (an indented `aws_secret_access_key = ...` line continues the
+/// property above it).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Property {
     key: String,
@@ -171,10 +174,29 @@ impl Property {
     }
 
     /// True for keys whose values are secrets (`aws_secret_access_key`,
-    /// `aws_session_token`, `aws_security_token`): a printer should redact
-    /// them unless asked not to.
+    /// `aws_session_token`, `aws_security_token`), and for values whose
+    /// continuation or sub-property lines set one of those keys: a printer
+    /// should redact them unless asked not to.
+    ///
+    /// ```
+    /// use stslib::ProfileFiles;
+    /// let files = ProfileFiles::from_strings(
+    ///     "",
+    ///     "[p]\naws_access_key_id = AKIA1\n  aws_secret_access_key = s3cr3t\nregion = x\n",
+    /// )?;
+    /// let p = files.profile("p")?;
+    /// assert!(p.property("aws_access_key_id").unwrap().is_secret());
+    /// assert!(!p.property("region").unwrap().is_secret());
+    /// assert!(!format!("{p:?}").contains("s3cr3t"));
+    /// # Ok::<(), stslib::Error>(())
+    /// ```
     pub fn is_secret(&self) -> bool {
-        SECRET_KEYS.contains(&self.key.as_str())
+        let names_secret = |line: &str| {
+            line.split_once('=').is_some_and(|(k, _)| {
+                SECRET_KEYS.contains(&k.trim_matches(WS).to_ascii_lowercase().as_str())
+            })
+        };
+        SECRET_KEYS.contains(&self.key.as_str()) || self.value.lines().skip(1).any(names_secret)
     }
 }
 
@@ -184,11 +206,14 @@ impl fmt::Debug for Property {
         d.field("key", &self.key);
         if self.is_secret() {
             d.field("value", &REDACTED);
+            if self.sub.is_some() {
+                d.field("sub_properties", &REDACTED);
+            }
         } else {
             d.field("value", &self.value);
-        }
-        if let Some(sub) = &self.sub {
-            d.field("sub_properties", sub);
+            if let Some(sub) = &self.sub {
+                d.field("sub_properties", sub);
+            }
         }
         d.field("origin", &self.origin).finish()
     }

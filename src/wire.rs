@@ -5,7 +5,8 @@
 //! children up by name, so element order does not matter. Limits: a body
 //! larger than [`MAX_RESPONSE_BYTES`] (1 MiB; real STS answers are a few
 //! KiB) is refused before parsing, as is XML nested deeper than
-//! [`MAX_XML_DEPTH`] or with more than [`MAX_XML_NODES`] nodes; all of these
+//! [`MAX_XML_DEPTH`], with more than [`MAX_XML_NODES`] nodes, or with more
+//! than [`MAX_XML_ATTRIBUTES`] attributes on one element; all of these
 //! become [`Error::Response`], never a panic.
 
 use roxmltree::{Document, Node, ParsingOptions};
@@ -22,6 +23,11 @@ pub(crate) const MAX_RESPONSE_BYTES: u64 = 1 << 20;
 pub(crate) const MAX_XML_DEPTH: usize = 32;
 /// The most XML nodes accepted.
 pub(crate) const MAX_XML_NODES: u32 = 20_000;
+/// The most attributes (namespace declarations included) accepted on one
+/// element (real answers have one `xmlns`). roxmltree checks duplicate
+/// attributes pairwise, so one element with 100 000 attributes (1 MiB)
+/// would take minutes to parse.
+pub(crate) const MAX_XML_ATTRIBUTES: usize = 32;
 
 /// Encodes form parameters exactly as Python's `urllib.parse.urlencode`
 /// (and so botocore) does: `quote_plus` on names and values (`A-Z a-z 0-9 _
@@ -248,9 +254,18 @@ fn sanitize(s: &str, max_chars: usize) -> String {
 }
 
 fn parse_doc(s: &str) -> std::result::Result<Document<'_>, String> {
-    // roxmltree parses nested elements by recursion: bound the depth first.
-    if nesting_exceeds(s.as_bytes(), MAX_XML_DEPTH) {
-        return Err(format!("XML nested deeper than {MAX_XML_DEPTH} elements"));
+    // roxmltree parses nested elements by recursion, and compares each
+    // element's attributes pairwise: bound depth and attributes first.
+    match scan_limits(s.as_bytes(), MAX_XML_DEPTH, MAX_XML_ATTRIBUTES) {
+        Some(Limit::Depth) => {
+            return Err(format!("XML nested deeper than {MAX_XML_DEPTH} elements"))
+        }
+        Some(Limit::Attributes) => {
+            return Err(format!(
+                "an XML element has more than {MAX_XML_ATTRIBUTES} attributes"
+            ))
+        }
+        None => {}
     }
     let opts = ParsingOptions {
         allow_dtd: false,
@@ -259,12 +274,27 @@ fn parse_doc(s: &str) -> std::result::Result<Document<'_>, String> {
     Document::parse_with_options(s, opts).map_err(|e| e.to_string())
 }
 
-/// A conservative scan of element nesting, without recursion: every `<`
-/// that starts a tag which is not `</`, `<!`, `<?` or self-closing counts
-/// as one level (as it does for the parser); comments, CDATA and
-/// processing instructions are skipped. Over-counting on malformed input is
-/// harmless: such input fails to parse anyway.
+/// A limit [`scan_limits`] found exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Depth,
+    Attributes,
+}
+
+/// True when the elements of `s` nest deeper than `max` (see
+/// [`scan_limits`]).
+#[cfg(test)]
 fn nesting_exceeds(s: &[u8], max: usize) -> bool {
+    scan_limits(s, max, usize::MAX) == Some(Limit::Depth)
+}
+
+/// A conservative linear scan of element nesting and attribute counts,
+/// without recursion: every `<` that starts a tag which is not `</`, `<!`,
+/// `<?` or self-closing counts as one level (as it does for the parser);
+/// every `=` outside quotes in a start tag counts as one attribute;
+/// comments, CDATA and processing instructions are skipped. Over-counting
+/// on malformed input is harmless: such input fails to parse anyway.
+fn scan_limits(s: &[u8], max_depth: usize, max_attributes: usize) -> Option<Limit> {
     let find = |from: usize, pat: &[u8]| {
         s.get(from..)
             .and_then(|rest| rest.windows(pat.len()).position(|w| w == pat))
@@ -293,6 +323,7 @@ fn nesting_exceeds(s: &[u8], max: usize) -> bool {
             _ => {
                 // A start tag: its end is the first `>` outside quotes.
                 let mut quote = None;
+                let mut attributes = 0usize;
                 let mut j = at + 1;
                 while let Some(&c) = s.get(j) {
                     match quote {
@@ -300,14 +331,20 @@ fn nesting_exceeds(s: &[u8], max: usize) -> bool {
                         Some(_) => {}
                         None if c == b'"' || c == b'\'' => quote = Some(c),
                         None if c == b'>' => break,
+                        None if c == b'=' => {
+                            attributes += 1;
+                            if attributes > max_attributes {
+                                return Some(Limit::Attributes);
+                            }
+                        }
                         None => {}
                     }
                     j += 1;
                 }
                 if s.get(j.wrapping_sub(1)) != Some(&b'/') {
                     depth += 1;
-                    if depth > max {
-                        return true;
+                    if depth > max_depth {
+                        return Some(Limit::Depth);
                     }
                 }
                 Some(j + 1)
@@ -318,7 +355,7 @@ fn nesting_exceeds(s: &[u8], max: usize) -> bool {
             None => break,
         }
     }
-    false
+    None
 }
 
 /// Parses `body`, checks the root is `{action}Response`, and hands the
@@ -680,6 +717,29 @@ mod tests {
     }
 
     #[test]
+    fn attribute_count_refused() {
+        let attrs = |n: usize| -> String { (0..n).map(|i| format!(" a{i}='='")).collect() };
+        let doc = |n: usize| {
+            format!(
+                "<GetCallerIdentityResponse{}><GetCallerIdentityResult><Account>1</Account>\
+                 <Arn>a</Arn><UserId>u</UserId></GetCallerIdentityResult></GetCallerIdentityResponse>",
+                attrs(n)
+            )
+        };
+        assert!(parse_caller_identity(doc(MAX_XML_ATTRIBUTES).as_bytes()).is_ok());
+        let e = parse_caller_identity(doc(MAX_XML_ATTRIBUTES + 1).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 32 attributes"), "{e}");
+        // `=` inside quoted values, text, comments and end tags is no attribute.
+        let text = format!(
+            "<GetCallerIdentityResponse a='{0}' b=\"{0}\"><!-- {0} --><GetCallerIdentityResult>\
+             <Account>{0}</Account><Arn>a</Arn><UserId>u</UserId></GetCallerIdentityResult>\
+             </GetCallerIdentityResponse>",
+            "=".repeat(100)
+        );
+        assert!(parse_caller_identity(text.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn nesting_scan() {
         assert!(!nesting_exceeds(GST.as_bytes(), 4));
         assert!(nesting_exceeds(GST.as_bytes(), 3));
@@ -785,5 +845,278 @@ mod tests {
             None,
         );
         assert_eq!(e.code, "HttpStatus400");
+    }
+}
+
+/// Hostile input: no parser panics, overflows its stack or runs for long on
+/// any body (the parsers are crate-private, so they are tested here).
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    const START: OffsetDateTime = datetime!(2026-11-22 12:58:15 UTC);
+
+    /// Every parser, on one body. Only the absence of a panic is checked;
+    /// success bodies that fail must fail as `Error::Response`.
+    fn parse_all(body: &[u8]) {
+        for r in [
+            parse_get_session_token(body, START).map(drop),
+            parse_assume_role(body, START).map(drop),
+            parse_caller_identity(body).map(drop),
+            parse_list_mfa_devices(body).map(drop),
+        ] {
+            if let Err(e) = r {
+                assert!(matches!(e, Error::Response { .. }), "{e:?}");
+            }
+        }
+        for status in [400, 403, 500] {
+            let e = parse_error("AssumeRole", status, body, Some("hdr"));
+            assert!(!e.code.is_empty());
+            assert!(e.code.chars().count() <= 129 && e.message.chars().count() <= 1025);
+        }
+        let _ = nesting_exceeds(body, MAX_XML_DEPTH);
+    }
+
+    /// Pieces that XML parsers (and the nesting scan) treat specially.
+    fn xml_piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("<".to_owned()),
+            Just(">".to_owned()),
+            Just("</".to_owned()),
+            Just("/>".to_owned()),
+            Just("<!--".to_owned()),
+            Just("-->".to_owned()),
+            Just("<![CDATA[".to_owned()),
+            Just("]]>".to_owned()),
+            Just("<?xml version=\"1.0\"?>".to_owned()),
+            Just("<!DOCTYPE a [<!ENTITY e \"x\">]>".to_owned()),
+            Just("&amp;".to_owned()),
+            Just("&e;".to_owned()),
+            Just("&#x0;".to_owned()),
+            Just("\"".to_owned()),
+            Just("'".to_owned()),
+            Just(" xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"".to_owned()),
+            Just(" xmlns:s=\"x\"".to_owned()),
+            prop::sample::select(vec![
+                "GetSessionTokenResponse",
+                "GetSessionTokenResult",
+                "AssumeRoleResponse",
+                "AssumeRoleResult",
+                "GetCallerIdentityResponse",
+                "GetCallerIdentityResult",
+                "ListMFADevicesResponse",
+                "ListMFADevicesResult",
+                "MFADevices",
+                "member",
+                "Credentials",
+                "AccessKeyId",
+                "SecretAccessKey",
+                "SessionToken",
+                "Expiration",
+                "AssumedRoleUser",
+                "Arn",
+                "AssumedRoleId",
+                "PackedPolicySize",
+                "Account",
+                "UserId",
+                "SerialNumber",
+                "EnableDate",
+                "IsTruncated",
+                "Marker",
+                "ResponseMetadata",
+                "RequestId",
+                "ErrorResponse",
+                "Errors",
+                "Error",
+                "Code",
+                "Message",
+                "s:Error",
+            ])
+            .prop_map(str::to_owned),
+            "[ -~]{0,12}",
+            Just("2026-11-23T00:58:15.619057Z".to_owned()),
+            Just("9999-12-31T23:59:60.999999999+23:59".to_owned()),
+            Just("4294967296".to_owned()),
+            Just("true".to_owned()),
+        ]
+    }
+
+    /// A well-formed document of the given element names, nested by the
+    /// shape `depth` (each name opens inside the previous one when the bit
+    /// is set, else beside it).
+    fn tree() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "[A-Za-z0-9/+=]{0,20}".prop_map(|t| t),
+            Just("2026-11-23T00:58:15Z".to_owned()),
+        ];
+        let name = prop::sample::select(vec![
+            "Credentials",
+            "AccessKeyId",
+            "SecretAccessKey",
+            "SessionToken",
+            "Expiration",
+            "AssumedRoleUser",
+            "Arn",
+            "AssumedRoleId",
+            "PackedPolicySize",
+            "Account",
+            "UserId",
+            "MFADevices",
+            "member",
+            "SerialNumber",
+            "EnableDate",
+            "IsTruncated",
+            "Marker",
+            "Error",
+            "Code",
+            "Message",
+            "RequestId",
+        ]);
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            (name.clone(), prop::collection::vec(inner, 0..6))
+                .prop_map(|(n, kids)| format!("<{n}>{}</{n}>", kids.concat()))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+            parse_all(&body);
+        }
+
+        #[test]
+        fn xml_like_soup_never_panics(pieces in prop::collection::vec(xml_piece(), 0..64)) {
+            parse_all(pieces.concat().as_bytes());
+        }
+
+        #[test]
+        fn generated_documents_never_panic(
+            root in prop::sample::select(vec![
+                "GetSessionToken", "AssumeRole", "GetCallerIdentity", "ListMFADevices",
+            ]),
+            body in prop::collection::vec(tree(), 0..4),
+            rid in prop::option::of("[a-f0-9-]{0,36}"),
+        ) {
+            let meta = rid
+                .map(|r| format!("<ResponseMetadata><RequestId>{r}</RequestId></ResponseMetadata>"))
+                .unwrap_or_default();
+            let doc = format!(
+                "<{root}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <{root}Result>{}</{root}Result>{meta}</{root}Response>",
+                body.concat()
+            );
+            parse_all(doc.as_bytes());
+            let err = format!("<ErrorResponse><Error>{}</Error>{meta}</ErrorResponse>", body.concat());
+            parse_all(err.as_bytes());
+        }
+
+        #[test]
+        fn mutated_real_answers_never_panic(
+            which in 0usize..2,
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, xml_piece()), 1..6),
+        ) {
+            let mut doc = [tests_data::GST, tests_data::AR][which].as_bytes().to_vec();
+            for (at, len, piece) in edits {
+                let at = at.index(doc.len() + 1);
+                let end = (at + len).min(doc.len());
+                doc.splice(at..end, piece.into_bytes());
+            }
+            parse_all(&doc);
+        }
+
+        #[test]
+        fn nesting_scan_never_under_counts(depth in 0usize..80, self_closing in any::<bool>()) {
+            // `depth` real levels (plus an optional self-closing leaf, which
+            // is no level) exceed MAX_XML_DEPTH exactly when depth does.
+            let leaf = if self_closing { "<x a='>'/>" } else { "" };
+            let doc = format!("{}{leaf}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+            prop_assert_eq!(nesting_exceeds(doc.as_bytes(), MAX_XML_DEPTH), depth > MAX_XML_DEPTH);
+        }
+    }
+
+    /// Real answers, for mutation.
+    mod tests_data {
+        pub(super) const GST: &str = r#"<GetSessionTokenResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetSessionTokenResult><Credentials><SessionToken>AQoEXAMPLEH4aoAH0gNCAPy</SessionToken><SecretAccessKey>wJalrXUtnFEMI/K7MDENG</SecretAccessKey><Expiration>2026-11-23T00:58:15.619057Z</Expiration><AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId></Credentials></GetSessionTokenResult><ResponseMetadata><RequestId>58c5dbae</RequestId></ResponseMetadata></GetSessionTokenResponse>"#;
+        pub(super) const AR: &str = r#"<?xml version="1.0" encoding="UTF-8"?><AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/demo/John</Arn><AssumedRoleId>ARO123EXAMPLE123:John</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId><SecretAccessKey>wJalrXUtnFEMI</SecretAccessKey><SessionToken><![CDATA[IQoJb3JpZ2luX2VjEOz]]></SessionToken><Expiration>2019-11-09T13:34:41Z</Expiration></Credentials><PackedPolicySize>6</PackedPolicySize></AssumeRoleResult></AssumeRoleResponse>"#;
+    }
+
+    /// Bodies at the size cap built to be slow or deep for a parser: each
+    /// is refused (or parsed) without a stack overflow. Timing is not
+    /// asserted; a quadratic parse shows up as a hung test.
+    #[test]
+    fn hostile_bodies_at_the_cap() {
+        let cap = MAX_RESPONSE_BYTES as usize;
+        let wrap = |inner: &str| {
+            format!("<GetCallerIdentityResponse><GetCallerIdentityResult>{inner}</GetCallerIdentityResult></GetCallerIdentityResponse>")
+        };
+        let fill = |unit: &str| unit.repeat((cap - 200) / unit.len());
+        let cases = [
+            // Deep: 10 000 and 200 000 levels, opened and never closed too.
+            wrap(&format!(
+                "{}{}",
+                "<a>".repeat(10_000),
+                "</a>".repeat(10_000)
+            )),
+            wrap(&"<a>".repeat(200_000)),
+            "<a x='".repeat(100_000),
+            // Many nodes.
+            wrap(&fill("<a/>")),
+            wrap(&fill("x<!---->")),
+            // Many attributes on one element (duplicate checks are
+            // quadratic in some parsers).
+            {
+                let attrs: String = (0..100_000).map(|i| format!(" a{i}=''")).collect();
+                wrap(&format!("<Account{attrs}/>"))
+            },
+            // Many namespace declarations.
+            {
+                let attrs: String = (0..60_000).map(|i| format!(" xmlns:n{i}='u'")).collect();
+                wrap(&format!("<Account{attrs}/>"))
+            },
+            // The most attributes allowed, on as many elements as fit.
+            {
+                let attrs: String = (0..MAX_XML_ATTRIBUTES)
+                    .map(|i| format!(" a{i}=''"))
+                    .collect();
+                wrap(&fill(&format!("<Account{attrs}/>")))
+            },
+            // Namespace declarations at every level, inherited by many
+            // leaves.
+            {
+                let decls: String = (0..MAX_XML_ATTRIBUTES)
+                    .map(|i| format!(" xmlns:n{i}='u{i}'"))
+                    .collect();
+                let open = format!("<a{decls}>").repeat(MAX_XML_DEPTH - 3);
+                let close = "</a>".repeat(MAX_XML_DEPTH - 3);
+                let room = cap - 300 - open.len() - close.len();
+                wrap(&format!("{open}{}{close}", "<n0:b/>".repeat(room / 7)))
+            },
+            // Unterminated comment, CDATA, PI at the start.
+            format!("<!--{}", "-".repeat(cap - 10)),
+            format!("<![CDATA[{}", "]".repeat(cap - 20)),
+            format!("<?{}", "?".repeat(cap - 10)),
+            // Entity expansion is off (no DTD), but try anyway.
+            format!(
+                "<!DOCTYPE a [<!ENTITY e \"{}\">]><a>&e;&e;&e;</a>",
+                "x".repeat(1000)
+            ),
+        ];
+        for body in &cases {
+            assert!(body.len() <= cap, "case of {} bytes", body.len());
+            let started = std::time::Instant::now();
+            let e = parse_caller_identity(body.as_bytes()).unwrap_err();
+            assert!(matches!(e, Error::Response { .. }), "{e:?}");
+            let _ = parse_error("GetCallerIdentity", 400, body.as_bytes(), None);
+            eprintln!(
+                "{:>8} bytes, starts {:?}: {:?} ({e})",
+                body.len(),
+                &body[..body.len().min(30)],
+                started.elapsed()
+            );
+        }
     }
 }
