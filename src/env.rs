@@ -13,11 +13,26 @@ use std::sync::Arc;
 /// let env = Env::from_pairs([("AWS_PROFILE", "dev")]);
 /// assert_eq!(env.get("AWS_PROFILE").as_deref(), Some("dev"));
 /// assert_eq!(env.get("HOME"), None);
+/// assert_eq!(format!("{env:?}"), r#"Env(["AWS_PROFILE"])"#);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     // None: the process environment.
     map: Option<Arc<BTreeMap<String, String>>>,
+}
+
+/// Prints the variable names only: an environment may hold secrets
+/// (`AWS_SECRET_ACCESS_KEY`, a proxy password).
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.map {
+            None => f.write_str("Env(process)"),
+            Some(m) => f
+                .debug_tuple("Env")
+                .field(&m.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl Env {

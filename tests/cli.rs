@@ -575,3 +575,22 @@ fn credentials_wrong_or_missing_mfa_code_is_a_clear_error() {
     assert!(stderr(&o).contains("MFA code"), "{}", stderr(&o));
     assert_eq!(emu.request_count(Action::AssumeRole), 0);
 }
+
+#[test]
+fn profiles_never_print_secrets_hidden_in_continuations_or_sub_properties() {
+    let home = Home::new(
+        "profiles-hidden-secrets",
+        "[default]\ns3 =\n  aws_session_token = subsecrettoken\n",
+        "[default]\naws_access_key_id = AKIDEXAMPLE\n  aws_secret_access_key = contsecret\n",
+    );
+    for args in [&["profiles"][..], &["profiles", "--json"]] {
+        let o = home.run(args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            !out.contains("subsecrettoken") && !out.contains("contsecret"),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("**redacted**"), "{out}");
+    }
+}

@@ -29,6 +29,17 @@ pub(crate) fn shown_value(p: &stslib::Property) -> &str {
     }
 }
 
+/// A sub-property's value as printed: redacted when the property holds a
+/// secret anywhere (an indented `aws_session_token = ...` line makes a
+/// sub-property of the line above it).
+fn shown_sub_value<'a>(p: &stslib::Property, value: &'a str) -> &'a str {
+    if p.is_secret() {
+        stslib::REDACTED
+    } else {
+        value
+    }
+}
+
 /// `{"profiles": {...}, "sso_sessions": {...}}`, the conformance suite's shape.
 pub(crate) fn profiles_json(files: &stslib::ProfileFiles) -> String {
     fn section<'a>(
@@ -59,7 +70,7 @@ pub(crate) fn profiles_json(files: &stslib::ProfileFiles) -> String {
                                 }
                                 out.push_str(&json_str(sk));
                                 out.push(':');
-                                out.push_str(&json_str(sv));
+                                out.push_str(&json_str(shown_sub_value(p, sv)));
                             }
                             out.push('}');
                         }
@@ -90,7 +101,7 @@ pub(crate) fn profiles_text(files: &stslib::ProfileFiles) -> String {
                     Some(subs) => {
                         out.push_str(&format!("{} =\n", p.key()));
                         for (k, v) in subs {
-                            out.push_str(&format!("  {k} = {v}\n"));
+                            out.push_str(&format!("  {k} = {}\n", shown_sub_value(p, v)));
                         }
                     }
                     None => out.push_str(&format!("{} = {}\n", p.key(), shown_value(p))),
