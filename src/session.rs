@@ -510,19 +510,7 @@ impl Session {
                 .map_err(|e| log::warn!("cache: cannot lock, going on without it: {e}"))
                 .ok()
         });
-        let margin = self.inner.policy.window(lifetime);
-        if let Some(token) = self
-            .inner
-            .cache
-            .as_ref()
-            .and_then(|c| c.load_token(&self.inner.profile, serial.as_deref(), margin))
-        {
-            log::info!(
-                "session token for `{}` reused from the cache, expires {}",
-                self.inner.profile,
-                token.expiration_iso()
-            );
-            self.inner.adopt_token(lifetime, &token);
+        if let Some(token) = self.cached_token(serial.as_deref(), lifetime) {
             return Ok(token);
         }
         let code = match (&serial, mfa_code) {
@@ -642,27 +630,44 @@ impl Session {
         Ok(results.into_iter().collect())
     }
 
-    /// A valid session token for AssumeRole: the one held, else a cached
-    /// one, else a new one through the MFA provider.
+    /// A valid session token for AssumeRole: the one held; else, with an
+    /// MFA provider, a cached or new one; else a cached one.
     fn token_for_roles(&self) -> Result<Arc<Credentials>> {
         if let Some(t) = self.inner.valid_token() {
             return Ok(t);
         }
         let lifetime = *lock(&self.inner.token_lifetime);
-        if self.inner.cache.is_some() || self.inner.mfa_provider.is_some() {
-            match self.generate_session_token(lifetime, None) {
-                Ok(t) => return Ok(Arc::new(t)),
-                // Without a provider, "needs an MFA code" means "no token".
-                Err(Error::InvalidInput {
-                    field: "TokenCode", ..
-                }) if self.inner.mfa_provider.is_none() => {}
-                Err(e) => return Err(e),
+        if self.inner.mfa_provider.is_some() {
+            return self.generate_session_token(lifetime, None).map(Arc::new);
+        }
+        if self.inner.cache.is_some() {
+            let serial = self.mfa_serial()?;
+            if let Some(t) = self.cached_token(serial.as_deref(), lifetime) {
+                return Ok(Arc::new(t));
             }
         }
         Err(Error::NoCredentials {
             profile: self.inner.profile.clone(),
             message: "no valid session token; call generate_session_token first".into(),
         })
+    }
+
+    /// A cached session token for this user and `serial` that lasts more
+    /// than the refresh window of `lifetime`, made the session's token.
+    fn cached_token(&self, serial: Option<&str>, lifetime: Duration) -> Option<Credentials> {
+        let margin = self.inner.policy.window(lifetime);
+        let token = self
+            .inner
+            .cache
+            .as_ref()?
+            .load_token(&self.inner.profile, serial, margin)?;
+        log::info!(
+            "session token for `{}` reused from the cache, expires {}",
+            self.inner.profile,
+            token.expiration_iso()
+        );
+        self.inner.adopt_token(lifetime, &token);
+        Some(token)
     }
 
     fn role_spec(&self, profile: &str) -> Result<RoleSpec> {

@@ -6,14 +6,16 @@
 //! `src/wire.rs` (`mod proptests`); here the same bodies go through the
 //! public client, served by a tiny responder on 127.0.0.1.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use common::TempDir;
 use proptest::prelude::*;
 use stslib::{AccessKey, Cache, Error, ProfileFiles, Secret, StsClient};
 
@@ -558,24 +560,6 @@ proptest! {
 
 // ---- Cache files -----------------------------------------------------------
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("stslib-hostile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// 64-bit FNV-1a, the cache's checksum (see src/cache.rs).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -645,7 +629,7 @@ proptest! {
     #[test]
     fn cache_files_of_arbitrary_bytes_are_misses(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
         thread_local! {
-            static DIR: TempDir = TempDir::new(&format!("bytes-{:?}", thread::current().id()));
+            static DIR: TempDir = TempDir::new(&format!("hostile-bytes-{:?}", thread::current().id()));
         }
         DIR.with(|dir| {
             let cache = Cache::new(&dir.0);
@@ -657,7 +641,7 @@ proptest! {
     #[test]
     fn sealed_cache_entries_never_panic(lines in entry_lines()) {
         thread_local! {
-            static DIR: TempDir = TempDir::new(&format!("sealed-{:?}", thread::current().id()));
+            static DIR: TempDir = TempDir::new(&format!("hostile-sealed-{:?}", thread::current().id()));
         }
         let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         text.push_str(&format!("checksum={:016x}\n", fnv1a64(text.as_bytes())));
@@ -672,7 +656,7 @@ proptest! {
 /// a correct checksum loads, so the generator above reaches real parsing.
 #[test]
 fn a_hand_sealed_entry_loads() {
-    let dir = TempDir::new("hand");
+    let dir = TempDir::new("hostile-hand");
     let cache = Cache::new(&dir.0);
     let mut text = format!(
         "version=1\nkind=token\nsource_profile=alice\nmfa_serial={SERIAL}\n\

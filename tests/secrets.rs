@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::collections::BTreeSet;
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
@@ -271,24 +273,6 @@ fn gst_with(code: &str) -> GetSessionTokenRequest {
         .token_code(code)
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("stslib-secrets-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 // ---- The library ---------------------------------------------------------------
 
 /// A session with MFA, several roles, refresh rounds, failing refreshes,
@@ -301,7 +285,7 @@ fn session_flows_leak_nothing() {
     shown.debug("EmulatorBuilder", &builder);
     let emu = builder.start().unwrap();
     let endpoint = emu.endpoint();
-    let cache_dir = TempDir::new("session-cache");
+    let cache_dir = TempDir::new("secrets-session-cache");
     let cache = Cache::new(&cache_dir.0);
 
     let files = files(USER_SECRET);
@@ -752,7 +736,7 @@ struct Home {
 
 impl Home {
     fn new(name: &str, secret: &str) -> Home {
-        let dir = TempDir::new(&format!("home-{name}"));
+        let dir = TempDir::new(&format!("secrets-home-{name}"));
         std::fs::create_dir_all(dir.0.join(".aws")).unwrap();
         std::fs::write(dir.0.join(".aws/config"), config_text()).unwrap();
         std::fs::write(dir.0.join(".aws/credentials"), credentials_text(secret)).unwrap();

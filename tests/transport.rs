@@ -3,9 +3,11 @@
 //! `AWS_CA_BUNDLE` as the only trust roots (an `openssl s_server` on
 //! 127.0.0.1 with a certificate from a CA made for the test).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,15 +61,6 @@ fn https_proxy_is_used_for_aws_endpoints() {
         line.starts_with("CONNECT sts.eu-west-1.amazonaws.com:443 "),
         "{line:?}"
     );
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// An `openssl s_server` killed on drop.
@@ -207,10 +200,8 @@ fn is_certificate_error(e: &Error) -> bool {
 #[cfg(feature = "tls")]
 #[test]
 fn aws_ca_bundle_is_the_trust_root() {
-    let dir = std::env::temp_dir().join(format!("stslib-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
+    let tmp = common::TempDir::new("tls");
+    let dir = tmp.0.clone();
     let (_server, port) = tls_server(&dir);
     let endpoint = format!("https://127.0.0.1:{port}");
     let call = |env: Env| {

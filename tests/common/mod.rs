@@ -476,3 +476,22 @@ pub fn halt_promptly(session: &stslib::Session, bound: Duration) -> Duration {
     );
     took
 }
+
+/// A fresh directory under the system temp dir, `stslib-PID-NAME`, removed
+/// on drop. Names must differ within one test binary.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("stslib-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
