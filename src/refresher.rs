@@ -6,7 +6,7 @@
 //! the credential slot, the event subscribers, the optional cache and MFA
 //! provider) and its control receiver, never the `Session`. It waits with
 //! `select_biased!` on the control channel first and on the next deadline
-//! second. The one halt signal is disconnection: the session drops the
+//! second (a timer of the session's [`Clock`], or a manual clock's wake-ups). The one halt signal is disconnection: the session drops the
 //! sender, and every wait here (and the client's retry backoff) sees it.
 //! Sleeps are capped by the policy's `max_sleep` and the wall clock is read
 //! again on every wake-up, so a suspended laptop does not oversleep an
@@ -16,12 +16,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::{select_biased, Receiver, Sender, TryRecvError};
 use time::OffsetDateTime;
 
 use crate::cache::Cache;
+use crate::clock::{Clock, Wakeups};
 use crate::credentials::{AccessKey, Credentials};
 use crate::error::{Error, Result};
 use crate::event::{Event, Subscribers};
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     /// The user's long-lived keys, for GetSessionToken.
     pub(crate) user: AccessKey,
     pub(crate) client: StsClient,
+    /// The session's clock (the client's too).
+    pub(crate) clock: Clock,
     pub(crate) policy: RefreshPolicy,
     pub(crate) mfa_provider: Option<MfaProvider>,
     /// How many AssumeRole calls run at once.
@@ -52,7 +55,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Now, by the system clock corrected with the skew STS taught the
+    /// Now, by the session's clock corrected with the skew STS taught the
     /// client: expiry decisions compare STS's expirations against this.
     pub(crate) fn now(&self) -> OffsetDateTime {
         self.client.now()
@@ -62,11 +65,7 @@ impl Shared {
     /// read path calls it).
     #[inline]
     pub(crate) fn now_nanos(&self) -> i128 {
-        let local = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i128,
-            Err(e) => -(e.duration().as_nanos() as i128),
-        };
-        local + self.client.clock_skew().whole_nanoseconds()
+        self.clock.now_nanos() + self.client.clock_skew().whole_nanoseconds()
     }
 
     /// The session token, if it is valid now.
@@ -144,6 +143,9 @@ struct Job {
     specs: Vec<RoleSpec>,
     /// The user's MFA device, resolved before the thread starts.
     mfa_serial: Option<String>,
+    /// Registered before the thread starts, so a manual clock moved right
+    /// after `spawn` waits for this thread too.
+    wakeups: Wakeups,
 }
 
 impl Refresher {
@@ -155,6 +157,7 @@ impl Refresher {
     ) -> Result<Refresher> {
         let (control, rx) = crossbeam_channel::bounded(0);
         let job = Job {
+            wakeups: shared.clock.wakeups(),
             shared,
             specs,
             mfa_serial,
@@ -202,6 +205,7 @@ fn run(job: Job, control: &Receiver<()>) {
         shared,
         specs,
         mfa_serial,
+        wakeups,
     } = job;
     let inner: &Shared = &shared;
     let policy = &inner.policy;
@@ -221,7 +225,12 @@ fn run(job: Job, control: &Receiver<()>) {
     let mut token_failures = 0u32;
     drop(snap);
 
-    while let Some(mut token) = inner.slot.get().token.clone() {
+    loop {
+        // Read before the time: a clock moved after this wakes the select.
+        let generation = wakeups.generation();
+        let Some(mut token) = inner.slot.get().token.clone() else {
+            break;
+        };
         // The session token first: roles are assumed with it.
         if token_at.is_some_and(|at| at <= inner.now()) {
             match renew_token(inner, mfa_serial.as_deref()) {
@@ -279,6 +288,7 @@ fn run(job: Job, control: &Receiver<()>) {
             return;
         };
         let sleep = policy.sleep_for(now, deadline);
+        wakeups.idle(generation);
         log::debug!(
             "refresher of `{}`: next deadline {deadline}, sleeping {sleep:?}",
             inner.profile
@@ -289,7 +299,8 @@ fn run(job: Job, control: &Receiver<()>) {
                 inner.subscribers.send(Event::Halted);
                 return;
             }
-            recv(crossbeam_channel::at(Instant::now() + sleep)) -> _ => {}
+            recv(inner.clock.timer(sleep)) -> _ => {}
+            recv(wakeups.receiver()) -> _ => {}
         }
     }
     inner.subscribers.send(Event::Ended);
