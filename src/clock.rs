@@ -57,7 +57,10 @@ impl fmt::Debug for Clock {
         };
         f.debug_struct("Clock")
             .field("source", &source)
-            .field("skew_ms", &(self.skew_ns.load(Ordering::Relaxed) / 1_000_000))
+            .field(
+                "skew_ms",
+                &(self.skew_ns.load(Ordering::Relaxed) / 1_000_000),
+            )
             .finish()
     }
 }
@@ -170,9 +173,7 @@ impl Wakeups {
     /// How many times the clock has been moved; read it *before* reading
     /// the time, and pass it to [`idle`](Self::idle) before waiting.
     pub(crate) fn generation(&self) -> u64 {
-        self.manual
-            .as_ref()
-            .map_or(0, |(m, _)| m.lock().generation)
+        self.manual.as_ref().map_or(0, |(m, _)| m.lock().generation)
     }
 
     /// Says the waiter has acted on the time as of `generation` and is
@@ -368,7 +369,10 @@ mod tests {
         let waiter = clock.wakeups();
         let wake = waiter.receiver().clone();
         assert!(wake.try_recv().is_err());
-        assert!(clock.timer(Duration::ZERO).try_recv().is_err(), "no real timer");
+        assert!(
+            clock.timer(Duration::ZERO).try_recv().is_err(),
+            "no real timer"
+        );
         manual.advance(Duration::from_secs(3600));
         manual.advance(Duration::from_secs(1));
         assert_eq!(clock.now(), datetime!(2026-01-01 13:00:01 UTC));
@@ -380,7 +384,10 @@ mod tests {
         assert!(manual.settle(Duration::ZERO));
         manual.set(datetime!(2026-01-01 11:00 UTC));
         drop(waiter);
-        assert!(manual.settle(Duration::ZERO), "a waiter gone counts as idle");
+        assert!(
+            manual.settle(Duration::ZERO),
+            "a waiter gone counts as idle"
+        );
         assert_eq!(
             clock.now_nanos(),
             datetime!(2026-01-01 11:00 UTC).unix_timestamp_nanos()

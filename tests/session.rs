@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use stslib::emulator::{Action, Emulator, Fault};
 use stslib::clock::ManualClock;
+use stslib::emulator::{Action, Emulator, Fault};
 use stslib::{Error, Event, Secret, Session};
 
 fn names(n: usize) -> (Vec<String>, String) {
@@ -113,7 +113,11 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                     // together, as the role's session (checked while the
                     // clock stands still).
                     match session.client().get_caller_identity(&c.access_key()) {
-                        Ok(id) if id.arn.ends_with(&format!("assumed-role/{profile}/sts-{profile}")) => {
+                        Ok(id)
+                            if id
+                                .arn
+                                .ends_with(&format!("assumed-role/{profile}/sts-{profile}")) =>
+                        {
                             verified
                                 .entry(profile.clone())
                                 .or_default()
@@ -127,7 +131,10 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                 false
             },
         );
-        other.extend(seen.into_iter().filter(|e| !matches!(e, Event::Refreshed { .. })));
+        other.extend(
+            seen.into_iter()
+                .filter(|e| !matches!(e, Event::Refreshed { .. })),
+        );
         stop.store(true, Ordering::Relaxed);
     });
 
@@ -141,7 +148,10 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
         );
         // Several generations of credentials were checked against STS.
         let checked = verified.get(r).map_or(0, BTreeSet::len);
-        assert!(checked >= 3, "{r}: {checked} credential generations verified");
+        assert!(
+            checked >= 3,
+            "{r}: {checked} credential generations verified"
+        );
     }
     assert!(
         other
@@ -852,4 +862,66 @@ fn boto_maps_have_sts_profile_keys() {
     // The Debug form of the set never shows the secrets.
     let debug = format!("{set:?}");
     assert!(!debug.contains(set.get("r1").unwrap().secret_access_key.expose()));
+}
+
+#[test]
+fn a_panicking_mfa_provider_ends_the_refresher_cleanly_with_an_event() {
+    init_logger();
+    let t = ManualClock::starting_now();
+    let emu = mfa_emulator(Duration::from_secs(3), &t);
+    let (roles, config) = names(1);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let session = session_builder(
+        &emu.endpoint(),
+        alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config),
+        "alice",
+    )
+    .clock(t.clock())
+    .mfa_provider(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(Secret::new(ALICE_CODE))
+        } else {
+            panic!("the code window was closed")
+        }
+    })
+    .build()
+    .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&refs(&roles)).unwrap();
+    let token = session.session_token().unwrap();
+    let step = Duration::from_millis(100);
+    let (ended, seen) = advance_until(&t, &events, step, Duration::from_secs(10), |e| {
+        matches!(e, Event::Ended)
+    });
+    assert!(ended.is_some(), "the refresher did not end: {seen:?}");
+    let failed: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::TokenRenewalFailed { error } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{seen:?}");
+    assert!(
+        matches!(&*failed[0], Error::MfaProvider { message } if message == "the code window was closed"),
+        "{:?}",
+        failed[0]
+    );
+    // Not asked again after the panic; the role was kept fresh while the
+    // token lasted, and the thread ended no later than the token.
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Refreshed { .. })),
+        "{seen:?}"
+    );
+    assert!(t.now() <= token.expiration + step);
+    assert!(eventually(Duration::from_secs(1), || !session.is_refreshing()));
+    session.halt().expect("a clean end, not a thread panic");
+
+    // On the caller's thread too: an error, not a panic.
+    let err = session
+        .generate_session_token(TOKEN_LIFETIME, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::MfaProvider { .. }), "{err:?}");
 }
