@@ -94,7 +94,9 @@ mod location;
 mod profile;
 
 mod endpoint;
+mod sign;
 mod sts;
+mod transport;
 mod wire;
 
 mod event;
