@@ -95,7 +95,9 @@ mod location;
 mod profile;
 
 mod endpoint;
+mod sign;
 mod sts;
+mod transport;
 mod wire;
 
 mod event;
