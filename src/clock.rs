@@ -104,11 +104,6 @@ impl Clock {
         }
     }
 
-    /// [`local`](Self::local) as a `SystemTime` (for signing).
-    pub(crate) fn local_system_time(&self) -> SystemTime {
-        self.local().into()
-    }
-
     /// [`now`](Self::now) as nanoseconds since the Unix epoch: the read
     /// path's one clock read (no calendar arithmetic).
     #[inline]

@@ -58,14 +58,14 @@ impl Shared {
     /// Now, by the session's clock corrected with the skew STS taught the
     /// client: expiry decisions compare STS's expirations against this.
     pub(crate) fn now(&self) -> OffsetDateTime {
-        self.client.now()
+        self.clock.now()
     }
 
     /// [`now`](Self::now) as nanoseconds since the Unix epoch, cheaply (the
     /// read path calls it).
     #[inline]
     pub(crate) fn now_nanos(&self) -> i128 {
-        self.clock.now_nanos() + self.client.clock_skew().whole_nanoseconds()
+        self.clock.now_nanos()
     }
 
     /// The session token, if it is valid now.

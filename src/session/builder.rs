@@ -227,12 +227,11 @@ impl SessionBuilder {
             ));
         }
         let source = files.profile(&profile)?;
-        let signing_clock = self.clock.clone();
         let client = self
             .client
             .env(self.env.clone())
             .profile(source)
-            .clock(move || signing_clock.local_system_time())
+            .clock(self.clock.clone())
             .build()?;
         log::info!(
             "session created for profile `{profile}` (endpoint {})",
