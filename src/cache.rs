@@ -241,7 +241,7 @@ impl Cache {
     /// replacing any entry atomically. Creates the directory (mode `0700`)
     /// if needed.
     ///
-    /// Fails with [`Error::InvalidInput`] when a field contains a line
+    /// Fails with [`Error::CacheFormat`] when a field contains a line
     /// break, and with [`Error::Io`] when the entry cannot be written.
     pub fn store_token(
         &self,
@@ -660,7 +660,10 @@ fn file_name(key: &Key<'_>) -> String {
 fn iso(t: OffsetDateTime) -> Result<String> {
     t.to_offset(UtcOffset::UTC)
         .format(&Rfc3339)
-        .map_err(|e| Error::invalid_input("expiration", format!("time not representable: {e}")))
+        .map_err(|e| Error::CacheFormat {
+            field: "expiration",
+            message: format!("time not representable: {e}"),
+        })
 }
 
 /// The entry's text. Fails when a value contains a line break (the error
@@ -682,7 +685,10 @@ fn encode(key: &Key<'_>, c: &Credentials, created: OffsetDateTime) -> Result<Str
     let mut out = String::new();
     for (name, value) in lines {
         if value.contains(['\n', '\r']) {
-            return Err(Error::invalid_input(name, "contains a line break"));
+            return Err(Error::CacheFormat {
+                field: name,
+                message: "contains a line break".into(),
+            });
         }
         out.push_str(name);
         out.push('=');
@@ -913,7 +919,7 @@ mod tests {
         let e = encode(&token_key(), &c, NOW).unwrap_err();
         assert!(matches!(
             e,
-            Error::InvalidInput {
+            Error::CacheFormat {
                 field: "session_token",
                 ..
             }
@@ -922,7 +928,7 @@ mod tests {
         let e = encode(&Key::token("a\rb", None), &creds(), NOW).unwrap_err();
         assert!(matches!(
             e,
-            Error::InvalidInput {
+            Error::CacheFormat {
                 field: "source_profile",
                 ..
             }
