@@ -1,0 +1,59 @@
+//! Which MFA device the session token is asked with: the user profile's
+//! `mfa_serial`, else the one its role profiles agree on, else IAM's answer.
+
+use crate::error::{Error, Result};
+
+use super::Session;
+
+impl Session {
+    pub(super) fn resolve_mfa_serial(&self) -> Result<Option<String>> {
+        let files = &self.files;
+        if let Some(s) = files.profile(&self.shared.profile)?.get("mfa_serial") {
+            return Ok(Some(s.to_owned()));
+        }
+        // Role profiles sourced from this user that name a device.
+        let mut found: Option<(String, String)> = None;
+        for name in files.profile_names() {
+            let Ok(chain) = files.chain(name) else {
+                continue;
+            };
+            if chain.source.profile != self.shared.profile {
+                continue;
+            }
+            for hop in &chain.roles {
+                if let Some(serial) = &hop.mfa_serial {
+                    match &found {
+                        Some((first, other)) if first != serial => {
+                            return Err(Error::invalid_profile(
+                                &hop.profile,
+                                Some("mfa_serial"),
+                                format!(
+                                    "names MFA device `{serial}` but profile `{other}` names \
+                                     `{first}`; role profiles of one user must agree \
+                                     (or set mfa_serial on `{}`)",
+                                    self.shared.profile
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => found = Some((serial.clone(), hop.profile.clone())),
+                    }
+                }
+            }
+        }
+        if let Some((serial, _)) = found {
+            return Ok(Some(serial));
+        }
+        // Ask IAM. The user name comes from the caller identity's ARN.
+        let client = &self.shared.client;
+        let who = client.get_caller_identity(&self.shared.user)?;
+        match client.list_mfa_devices(&self.shared.user, who.user_name()) {
+            Ok(serials) => Ok(serials.into_iter().next()),
+            Err(e) if e.code() == Some("AccessDenied") => {
+                log::warn!("ListMFADevices denied; continuing without MFA: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
