@@ -94,6 +94,7 @@ mod location;
 mod profile;
 
 mod endpoint;
+mod kms;
 mod sts;
 mod wire;
 
@@ -105,6 +106,8 @@ mod session;
 mod slot;
 
 mod cache;
+
+pub mod kmsauth;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -128,4 +131,7 @@ pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
 pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::kms::{
+    DecryptOutput, EncryptOutput, EncryptionContext, KeyMetadata, KmsClient, KmsClientBuilder,
+};
 pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};

@@ -90,9 +90,8 @@ impl std::fmt::Display for JsonError {
 
 /// Parses `body` as exactly one JSON object (surrounding whitespace allowed).
 pub(crate) fn parse_object(body: &[u8]) -> Result<Fields, JsonError> {
-    let syntax = |e: aws_smithy_json::deserialize::error::DeserializeError| {
-        JsonError::Syntax(e.to_string())
-    };
+    let syntax =
+        |e: aws_smithy_json::deserialize::error::DeserializeError| JsonError::Syntax(e.to_string());
     let mut tokens = json_token_iter(body);
     // Stack of objects being filled, each with the key its parent awaits.
     let mut stack: Vec<(Fields, Option<String>)> = Vec::new();
@@ -122,7 +121,9 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Fields, JsonError> {
         }
         let value = match token {
             Token::ObjectKey { key, .. } => {
-                let key = key.to_unescaped().map_err(|e| JsonError::Syntax(e.to_string()))?;
+                let key = key
+                    .to_unescaped()
+                    .map_err(|e| JsonError::Syntax(e.to_string()))?;
                 pending_key = Some(key.into_owned());
                 continue;
             }
@@ -292,6 +293,9 @@ mod tests {
             r#"{"KeyId":"alias/x","EncryptionContext":{"to":"b\"\n"}}"#
         );
         let back = parse_object(text.as_bytes()).unwrap();
-        assert_eq!(back.obj("EncryptionContext").unwrap().string_map(), Some(ctx));
+        assert_eq!(
+            back.obj("EncryptionContext").unwrap().string_map(),
+            Some(ctx)
+        );
     }
 }

@@ -45,7 +45,10 @@ pub struct DecryptOutput {
 impl fmt::Debug for DecryptOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DecryptOutput")
-            .field("plaintext", &format_args!("<{} bytes>", self.plaintext.len()))
+            .field(
+                "plaintext",
+                &format_args!("<{} bytes>", self.plaintext.len()),
+            )
             .field("key_id", &self.key_id)
             .finish()
     }

@@ -59,9 +59,6 @@ pub struct TokenGenerator {
     kms: Arc<dyn Kms>,
     keys: KeySource,
     key: String,
-    from: String,
-    user_type: UserType,
-    version: u32,
     lifetime: Duration,
     context: EncryptionContext,
     username: String,
@@ -266,9 +263,6 @@ impl TokenGeneratorBuilder {
             keys: self.keys,
             username: token::format_username(self.version, self.user_type, &self.from),
             key: self.key,
-            from: self.from,
-            user_type: self.user_type,
-            version: self.version,
             lifetime: self.lifetime,
             context,
             cache: self.cache.then(|| Mutex::new(None)),
@@ -436,12 +430,17 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(field(rig().2.token_version(3)), "token_version");
-        assert_eq!(field(rig().2.token_version(1).user_type(UserType::User)), "user_type");
+        assert_eq!(
+            field(rig().2.token_version(1).user_type(UserType::User)),
+            "user_type"
+        );
         assert_eq!(field(rig().2.lifetime(TOKEN_SKEW)), "lifetime");
         assert_eq!(field(rig().2.context("to", "x")), "context");
         assert_eq!(field(rig().2.key(" ")), "key");
         let kms = Arc::new(FakeKms::default());
-        let b = TokenGenerator::builder("k", "a/b", "c").kms(kms.clone()).access_key(keys());
+        let b = TokenGenerator::builder("k", "a/b", "c")
+            .kms(kms.clone())
+            .access_key(keys());
         assert_eq!(field(b), "from");
         let b = TokenGenerator::builder("k", "a", "c").kms(kms);
         assert_eq!(field(b), "credentials");

@@ -54,6 +54,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         self.order.insert(tick, key);
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -142,12 +142,14 @@ impl KeySource {
                 "no credentials: give an access key or a session role",
             )),
             KeySource::Static(k) => Ok(k.clone()),
-            KeySource::Role(r) => r.get().map(|c| c.access_key()).ok_or_else(|| {
-                Error::NoCredentials {
-                    profile: r.profile().to_owned(),
-                    message: "the session holds no valid credentials for this role".into(),
-                }
-            }),
+            KeySource::Role(r) => {
+                r.get()
+                    .map(|c| c.access_key())
+                    .ok_or_else(|| Error::NoCredentials {
+                        profile: r.profile().to_owned(),
+                        message: "the session holds no valid credentials for this role".into(),
+                    })
+            }
         }
     }
 
@@ -232,7 +234,8 @@ pub(crate) mod fake {
             if let Some(e) = self.take_failure() {
                 return Err(e);
             }
-            let arn = arn_of(key_id).ok_or_else(|| service_error("Encrypt", "NotFoundException"))?;
+            let arn =
+                arn_of(key_id).ok_or_else(|| service_error("Encrypt", "NotFoundException"))?;
             let blob = format!(
                 "{arn}|{}|{}",
                 encode_ctx(context),

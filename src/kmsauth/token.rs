@@ -199,7 +199,10 @@ pub(crate) fn encode_token(blob: &[u8]) -> String {
 /// line breaks) are ignored, as Python's decoder ignores them.
 pub(crate) fn decode_token(token: &str) -> Option<Vec<u8>> {
     let decoded = if token.contains(['\r', '\n']) {
-        let joined: String = token.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+        let joined: String = token
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n'))
+            .collect();
         aws_smithy_types::base64::decode(joined)
     } else {
         aws_smithy_types::base64::decode(token)
@@ -231,9 +234,22 @@ mod tests {
                 from: "alice".into()
             })
         );
-        assert_eq!(u("02/robot/x").map(|n| (n.version, n.user_type)), Some((2, "robot".into())));
-        assert_eq!(u("99999999999999999999/service/a").map(|n| n.version), Some(u32::MAX));
-        for bad in ["a/b", "1/2/3/4", "x/service/a", "/service/a", "-1/service/a", " 2/service/a"] {
+        assert_eq!(
+            u("02/robot/x").map(|n| (n.version, n.user_type)),
+            Some((2, "robot".into()))
+        );
+        assert_eq!(
+            u("99999999999999999999/service/a").map(|n| n.version),
+            Some(u32::MAX)
+        );
+        for bad in [
+            "a/b",
+            "1/2/3/4",
+            "x/service/a",
+            "/service/a",
+            "-1/service/a",
+            " 2/service/a",
+        ] {
             assert_eq!(u(bad), None, "{bad}");
         }
         assert_eq!(format_username(1, UserType::Service, "svc-a"), "svc-a");
@@ -248,7 +264,9 @@ mod tests {
         extra.insert("env".to_owned(), "prod".to_owned());
         let v1 = context(&extra, 1, "b", "a", "service");
         assert_eq!(
-            v1.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            v1.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
             ["env=prod", "from=a", "to=b"]
         );
         let v2 = context(&extra, 2, "b", "a", "service");
@@ -260,7 +278,10 @@ mod tests {
     fn times_are_basic_format_only() {
         let t = datetime!(2026-12-03 07:14:45.9 UTC);
         assert_eq!(format_time(t), "20261203T071445Z");
-        assert_eq!(parse_time("20261203T071445Z"), Some(datetime!(2026-12-03 07:14:45 UTC)));
+        assert_eq!(
+            parse_time("20261203T071445Z"),
+            Some(datetime!(2026-12-03 07:14:45 UTC))
+        );
         for bad in [
             "2026-12-03T07:14:45Z",
             "20261203T071445",
@@ -318,7 +339,10 @@ mod tests {
         assert!(t.ends_with('=') && !t.contains(['\n', '-', '_']));
         assert_eq!(decode_token(&t).as_deref(), Some(&blob[..]));
         let (a, b) = t.split_at(8);
-        assert_eq!(decode_token(&format!("{a}\r\n{b}")).as_deref(), Some(&blob[..]));
+        assert_eq!(
+            decode_token(&format!("{a}\r\n{b}")).as_deref(),
+            Some(&blob[..])
+        );
         assert_eq!(decode_token(t.trim_end_matches('=')), None);
         assert_eq!(decode_token(&t.replace('/', "_").replace('+', "-")), None);
         assert_eq!(decode_token(""), None);

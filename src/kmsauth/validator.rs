@@ -408,8 +408,8 @@ impl TokenValidator {
     }
 
     fn decrypt(&self, name: &Username, token: &str) -> Result<Decrypted> {
-        let blob = token::decode_token(token)
-            .ok_or_else(|| reject(TokenRejection::GeneralError))?;
+        let blob =
+            token::decode_token(token).ok_or_else(|| reject(TokenRejection::GeneralError))?;
         let context = token::context(
             &self.extra_context,
             name.version,
@@ -522,7 +522,10 @@ mod tests {
             move || SystemTime::UNIX_EPOCH + Duration::from_secs(now.load(Ordering::SeqCst) as u64)
         }
 
-        fn validator(&self, f: impl FnOnce(TokenValidatorBuilder) -> TokenValidatorBuilder) -> TokenValidator {
+        fn validator(
+            &self,
+            f: impl FnOnce(TokenValidatorBuilder) -> TokenValidatorBuilder,
+        ) -> TokenValidator {
             f(TokenValidator::builder("svc-b")
                 .kms(self.kms.clone())
                 .access_key(keys())
@@ -547,8 +550,23 @@ mod tests {
 
         fn plaintext_token(&self, username: &str, plaintext: &str) -> String {
             let name = token::parse_username(username).unwrap();
-            let ctx = token::context(&Default::default(), name.version, "svc-b", &name.from, &name.user_type);
-            token::encode_token(format!("{ARN_A}|{}|{plaintext}", ctx.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")).as_bytes())
+            let ctx = token::context(
+                &Default::default(),
+                name.version,
+                "svc-b",
+                &name.from,
+                &name.user_type,
+            );
+            token::encode_token(
+                format!(
+                    "{ARN_A}|{}|{plaintext}",
+                    ctx.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                )
+                .as_bytes(),
+            )
         }
     }
 
@@ -566,7 +584,10 @@ mod tests {
         let (user, tok) = rig.generate(|g| g);
         assert_eq!(user, "2/service/svc-a");
         let ok = v.validate(&user, &tok).unwrap();
-        assert_eq!((ok.version, ok.from.as_str(), ok.user_type), (2, "svc-a", UserType::Service));
+        assert_eq!(
+            (ok.version, ok.from.as_str(), ok.user_type),
+            (2, "svc-a", UserType::Service)
+        );
         assert_eq!(ok.key_alias, "alias/a");
         assert_eq!(ok.not_after - ok.not_before, time::Duration::minutes(10));
         let (user, tok) = rig.generate(|g| g.token_version(1));
@@ -577,22 +598,49 @@ mod tests {
     #[test]
     fn messages_are_pythons() {
         let m = |r: TokenRejection| r.to_string();
-        assert_eq!(m(TokenRejection::GeneralError), "Authentication error. General error.");
-        assert_eq!(m(TokenRejection::WrongKey), "Authentication error (wrong KMS key).");
+        assert_eq!(
+            m(TokenRejection::GeneralError),
+            "Authentication error. General error."
+        );
+        assert_eq!(
+            m(TokenRejection::WrongKey),
+            "Authentication error (wrong KMS key)."
+        );
         let e = reject(TokenRejection::InvalidTimeValidity);
-        assert_eq!(e.to_string(), "Authentication error. Invalid time validity for token.");
+        assert_eq!(
+            e.to_string(),
+            "Authentication error. Invalid time validity for token."
+        );
     }
 
     #[test]
     fn username_and_version_checks_come_first() {
         let rig = Rig::new();
         let v = rig.validator(|b| b.service_key("alias/a").min_token_version(2));
-        assert_eq!(reason(v.validate("a/b", "x")), TokenRejection::UnsupportedUsernameFormat);
-        assert_eq!(reason(v.validate("x/service/a", "x")), TokenRejection::UnsupportedUsernameFormat);
-        assert_eq!(reason(v.validate("svc-a", "x")), TokenRejection::UnacceptableTokenVersion);
-        assert_eq!(reason(v.validate("3/service/a", "x")), TokenRejection::UnacceptableTokenVersion);
-        assert_eq!(reason(v.validate("2/service/a", "%%%")), TokenRejection::GeneralError);
-        assert!(rig.kms.calls.lock().unwrap().is_empty(), "no KMS call for these");
+        assert_eq!(
+            reason(v.validate("a/b", "x")),
+            TokenRejection::UnsupportedUsernameFormat
+        );
+        assert_eq!(
+            reason(v.validate("x/service/a", "x")),
+            TokenRejection::UnsupportedUsernameFormat
+        );
+        assert_eq!(
+            reason(v.validate("svc-a", "x")),
+            TokenRejection::UnacceptableTokenVersion
+        );
+        assert_eq!(
+            reason(v.validate("3/service/a", "x")),
+            TokenRejection::UnacceptableTokenVersion
+        );
+        assert_eq!(
+            reason(v.validate("2/service/a", "%%%")),
+            TokenRejection::GeneralError
+        );
+        assert!(
+            rig.kms.calls.lock().unwrap().is_empty(),
+            "no KMS call for these"
+        );
     }
 
     #[test]
@@ -606,21 +654,38 @@ mod tests {
         });
         let (user, tok) = rig.generate(|g| g);
         let ok = v.validate(&user, &tok).unwrap();
-        assert_eq!((ok.key_alias.as_str(), ok.account.as_deref()), (ARN_A, Some("sandbox")));
+        assert_eq!(
+            (ok.key_alias.as_str(), ok.account.as_deref()),
+            (ARN_A, Some("sandbox"))
+        );
         // A stale alias is skipped, not fatal; key ARNs are never described.
         let calls = rig.kms.calls.lock().unwrap().clone();
-        assert!(calls.contains(&"DescribeKey alias/gone".to_owned()), "{calls:?}");
-        assert!(!calls.iter().any(|c| c.contains(ARN_A) && c.starts_with("DescribeKey")));
+        assert!(
+            calls.contains(&"DescribeKey alias/gone".to_owned()),
+            "{calls:?}"
+        );
+        assert!(!calls
+            .iter()
+            .any(|c| c.contains(ARN_A) && c.starts_with("DescribeKey")));
 
         let (user, tok) = rig.generate(|g| g.user_type(UserType::User));
         let ok = v.validate(&user, &tok).unwrap();
-        assert_eq!((ok.user_type, ok.key_alias.as_str()), (UserType::User, "alias/a"));
+        assert_eq!(
+            (ok.user_type, ok.key_alias.as_str()),
+            (UserType::User, "alias/a")
+        );
 
         let only_b = rig.validator(|b| b.service_key("alias/b").user_key("alias/a"));
         let (user, tok) = rig.generate(|g| g);
-        assert_eq!(reason(only_b.validate(&user, &tok)), TokenRejection::WrongKey);
+        assert_eq!(
+            reason(only_b.validate(&user, &tok)),
+            TokenRejection::WrongKey
+        );
         let (user, tok) = rig.generate(|g| g.key("alias/b").user_type(UserType::User));
-        assert_eq!(reason(only_b.validate(&user, &tok)), TokenRejection::WrongKey);
+        assert_eq!(
+            reason(only_b.validate(&user, &tok)),
+            TokenRejection::WrongKey
+        );
         let _ = ARN_B;
     }
 
@@ -628,8 +693,14 @@ mod tests {
     fn unsupported_user_type_only_after_decrypt() {
         let rig = Rig::new();
         let v = rig.validator(|b| b.service_key("alias/a"));
-        let tok = rig.plaintext_token("2/robot/svc-a", &token::format_plaintext("20261203T071309Z", "20261203T072309Z"));
-        assert_eq!(reason(v.validate("2/robot/svc-a", &tok)), TokenRejection::UnsupportedUserType);
+        let tok = rig.plaintext_token(
+            "2/robot/svc-a",
+            &token::format_plaintext("20261203T071309Z", "20261203T072309Z"),
+        );
+        assert_eq!(
+            reason(v.validate("2/robot/svc-a", &tok)),
+            TokenRejection::UnsupportedUserType
+        );
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1);
     }
 
@@ -640,13 +711,25 @@ mod tests {
         let (user, tok) = rig.generate(|g| g.context("env", "prod"));
         assert!(v.validate(&user, &tok).is_ok());
         let (user, tok) = rig.generate(|g| g.context("env", "dev"));
-        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::GeneralError);
+        assert_eq!(
+            reason(v.validate(&user, &tok)),
+            TokenRejection::GeneralError
+        );
         let (user, tok) = rig.generate(|g| g);
-        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::GeneralError);
+        assert_eq!(
+            reason(v.validate(&user, &tok)),
+            TokenRejection::GeneralError
+        );
         // Presenting it under another `from`, or v2 as v1.
         let (_, tok) = rig.generate(|g| g.context("env", "prod"));
-        assert_eq!(reason(v.validate("2/service/svc-x", &tok)), TokenRejection::GeneralError);
-        assert_eq!(reason(v.validate("svc-a", &tok)), TokenRejection::GeneralError);
+        assert_eq!(
+            reason(v.validate("2/service/svc-x", &tok)),
+            TokenRejection::GeneralError
+        );
+        assert_eq!(
+            reason(v.validate("svc-a", &tok)),
+            TokenRejection::GeneralError
+        );
         // `from` in the extra context is overridden.
         let v = rig.validator(|b| b.service_key("alias/a").context("from", "svc-x"));
         let (user, tok) = rig.generate(|g| g);
@@ -660,7 +743,10 @@ mod tests {
         let cases = [
             ("{", TokenRejection::GeneralError),
             ("[1]", TokenRejection::MissingValidity),
-            (r#"{"not_before": "2026-12-03T07:13:09Z", "not_after": "20261203T072309Z"}"#, TokenRejection::MissingValidity),
+            (
+                r#"{"not_before": "2026-12-03T07:13:09Z", "not_after": "20261203T072309Z"}"#,
+                TokenRejection::MissingValidity,
+            ),
         ];
         for (plain, want) in cases {
             let tok = rig.plaintext_token("svc-a", plain);
@@ -675,15 +761,27 @@ mod tests {
             let nb = OffsetDateTime::from_unix_timestamp(T0 - 60).unwrap();
             rig.plaintext_token(
                 "svc-a",
-                &token::format_plaintext(&token::format_time(nb), &token::format_time(nb + time::Duration::minutes(minutes))),
+                &token::format_plaintext(
+                    &token::format_time(nb),
+                    &token::format_time(nb + time::Duration::minutes(minutes)),
+                ),
             )
         };
         let v60 = rig.validator(|b| b.service_key("alias/a"));
         assert!(v60.validate("svc-a", &mk(60)).is_ok());
-        assert_eq!(reason(v60.validate("svc-a", &mk(61))), TokenRejection::LifetimeExceeded);
+        assert_eq!(
+            reason(v60.validate("svc-a", &mk(61))),
+            TokenRejection::LifetimeExceeded
+        );
         // Python's timedelta.seconds would count 24 h 5 min as 5 min.
-        assert_eq!(reason(v60.validate("svc-a", &mk(24 * 60 + 5))), TokenRejection::LifetimeExceeded);
-        let v61 = rig.validator(|b| b.service_key("alias/a").max_lifetime(Duration::from_secs(61 * 60)));
+        assert_eq!(
+            reason(v60.validate("svc-a", &mk(24 * 60 + 5))),
+            TokenRejection::LifetimeExceeded
+        );
+        let v61 = rig.validator(|b| {
+            b.service_key("alias/a")
+                .max_lifetime(Duration::from_secs(61 * 60))
+        });
         assert!(v61.validate("svc-a", &mk(61)).is_ok());
     }
 
@@ -694,14 +792,28 @@ mod tests {
         let (user, tok) = rig.generate(|g| g);
         let ok = v.validate(&user, &tok).unwrap();
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1);
-        rig.now.store(ok.not_after.unix_timestamp(), Ordering::SeqCst);
+        rig.now
+            .store(ok.not_after.unix_timestamp(), Ordering::SeqCst);
         assert!(v.validate(&user, &tok).is_ok(), "not_after is inclusive");
-        assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1, "served from the cache");
-        rig.now.store(ok.not_after.unix_timestamp() + 1, Ordering::SeqCst);
-        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::InvalidTimeValidity);
-        rig.now.store(ok.not_before.unix_timestamp() - 1, Ordering::SeqCst);
-        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::InvalidTimeValidity);
-        rig.now.store(ok.not_before.unix_timestamp(), Ordering::SeqCst);
+        assert_eq!(
+            rig.kms.decrypts.load(Ordering::SeqCst),
+            1,
+            "served from the cache"
+        );
+        rig.now
+            .store(ok.not_after.unix_timestamp() + 1, Ordering::SeqCst);
+        assert_eq!(
+            reason(v.validate(&user, &tok)),
+            TokenRejection::InvalidTimeValidity
+        );
+        rig.now
+            .store(ok.not_before.unix_timestamp() - 1, Ordering::SeqCst);
+        assert_eq!(
+            reason(v.validate(&user, &tok)),
+            TokenRejection::InvalidTimeValidity
+        );
+        rig.now
+            .store(ok.not_before.unix_timestamp(), Ordering::SeqCst);
         assert!(v.validate(&user, &tok).is_ok(), "not_before is inclusive");
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1);
     }
@@ -713,8 +825,14 @@ mod tests {
         let (user, tok) = rig.generate(|g| g);
         assert!(v.validate(&user, &tok).is_ok());
         // The same token under another version or type is a miss: KMS decides.
-        assert_eq!(reason(v.validate("1/service/svc-a", &tok)), TokenRejection::GeneralError);
-        assert_eq!(reason(v.validate("2/user/svc-a", &tok)), TokenRejection::GeneralError);
+        assert_eq!(
+            reason(v.validate("1/service/svc-a", &tok)),
+            TokenRejection::GeneralError
+        );
+        assert_eq!(
+            reason(v.validate("2/user/svc-a", &tok)),
+            TokenRejection::GeneralError
+        );
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 3);
     }
 
@@ -728,8 +846,15 @@ mod tests {
             message: "connection refused".into(),
             source: None,
         });
-        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::ConnectionFailure);
-        rig.kms.fail_next.lock().unwrap().push(service_error("Decrypt", "AccessDeniedException"));
+        assert_eq!(
+            reason(v.validate(&user, &tok)),
+            TokenRejection::ConnectionFailure
+        );
+        rig.kms
+            .fail_next
+            .lock()
+            .unwrap()
+            .push(service_error("Decrypt", "AccessDeniedException"));
         let e = v.validate(&user, &tok).unwrap_err();
         assert_eq!(e.to_string(), "Authentication error. General error.");
         let cause = std::error::Error::source(&e).unwrap().to_string();
@@ -740,18 +865,53 @@ mod tests {
     #[test]
     fn configuration_errors() {
         let rig = Rig::new();
-        let b = || TokenValidator::builder("svc-b").kms(rig.kms.clone()).access_key(keys());
+        let b = || {
+            TokenValidator::builder("svc-b")
+                .kms(rig.kms.clone())
+                .access_key(keys())
+        };
         let field = |r: Result<TokenValidator>| match r {
             Err(Error::InvalidInput { field, .. }) => field,
             other => panic!("{other:?}"),
         };
         assert_eq!(field(b().build()), "keys");
-        assert_eq!(field(b().service_key("a").min_token_version(0).build()), "min_token_version");
-        assert_eq!(field(b().service_key("a").max_token_version(3).build()), "max_token_version");
-        assert_eq!(field(b().service_key("a").min_token_version(2).max_token_version(1).build()), "min_token_version");
+        assert_eq!(
+            field(b().service_key("a").min_token_version(0).build()),
+            "min_token_version"
+        );
+        assert_eq!(
+            field(b().service_key("a").max_token_version(3).build()),
+            "max_token_version"
+        );
+        assert_eq!(
+            field(
+                b().service_key("a")
+                    .min_token_version(2)
+                    .max_token_version(1)
+                    .build()
+            ),
+            "min_token_version"
+        );
         assert_eq!(field(b().service_key(" ").build()), "keys");
-        assert_eq!(field(TokenValidator::builder("").kms(rig.kms.clone()).access_key(keys()).service_key("a").build()), "to");
-        assert_eq!(field(TokenValidator::builder("b").kms(rig.kms.clone()).service_key("a").build()), "credentials");
+        assert_eq!(
+            field(
+                TokenValidator::builder("")
+                    .kms(rig.kms.clone())
+                    .access_key(keys())
+                    .service_key("a")
+                    .build()
+            ),
+            "to"
+        );
+        assert_eq!(
+            field(
+                TokenValidator::builder("b")
+                    .kms(rig.kms.clone())
+                    .service_key("a")
+                    .build()
+            ),
+            "credentials"
+        );
     }
 
     #[test]
