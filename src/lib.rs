@@ -95,7 +95,9 @@ mod profile;
 
 mod endpoint;
 mod kms;
+mod sign;
 mod sts;
+mod transport;
 mod wire;
 
 mod event;

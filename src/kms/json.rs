@@ -51,6 +51,7 @@ impl Fields {
     }
 
     /// The number value of `key` as written, if it is a number.
+    #[cfg(test)]
     pub(crate) fn num(&self, key: &str) -> Option<&str> {
         match self.0.get(key) {
             Some(Value::Num(n)) => Some(n),

@@ -122,7 +122,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Overall timeout of each STS call attempt. Defaults to the client's
+    /// Timeout of each phase of an STS call attempt (send, await the
+    /// answer, read it). Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
