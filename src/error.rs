@@ -114,6 +114,12 @@ pub enum Error {
         /// The error that caused it, when one did.
         source: Option<Box<Error>>,
     },
+    /// The application's MFA code provider panicked. A refresher that meets
+    /// this stops asking the provider.
+    MfaProvider {
+        /// The panic message.
+        message: String,
+    },
     /// No valid credentials: they expired, or were never obtained.
     NoCredentials {
         /// The profile (or session) concerned.
@@ -233,6 +239,7 @@ impl fmt::Display for Error {
             }
             Error::Thread { message } => write!(f, "thread: {message}"),
             Error::InvalidToken { reason, .. } => fmt::Display::fmt(reason, f),
+            Error::MfaProvider { message } => write!(f, "the MFA provider panicked: {message}"),
             Error::NoCredentials { profile, message } => {
                 write!(f, "no valid credentials for `{profile}`: {message}")
             }

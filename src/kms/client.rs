@@ -2,8 +2,11 @@
 //! signing, sending, retries and skew on the shared transport.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
 use crate::credentials::AccessKey;
 use crate::endpoint::{self, Endpoint};
 use crate::env::Env;
@@ -60,7 +63,7 @@ pub struct KmsClientBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     max_attempts: u32,
-    clock: Option<crate::transport::Clock>,
+    clock: Clock,
     share: Option<Transport>,
 }
 
@@ -86,7 +89,7 @@ impl Default for KmsClientBuilder {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             max_attempts: 3,
-            clock: None,
+            clock: Clock::system(),
             share: None,
         }
     }
@@ -142,9 +145,10 @@ impl KmsClientBuilder {
         self
     }
 
-    /// The signing clock. Defaults to the system clock.
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Some(std::sync::Arc::new(clock));
+    /// The clock for signing and for kmsauth's validity windows; the skew
+    /// learnt from KMS is kept in it. Defaults to the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -186,9 +190,7 @@ impl KmsClientBuilder {
                     connect_timeout: self.connect_timeout,
                     timeout: self.timeout,
                     max_attempts: self.max_attempts,
-                    clock: self
-                        .clock
-                        .unwrap_or_else(|| std::sync::Arc::new(SystemTime::now)),
+                    clock: self.clock,
                 },
                 &endpoint,
             )?,
@@ -214,6 +216,11 @@ impl KmsClient {
     /// The region requests are signed for.
     pub fn region(&self) -> &str {
         &self.endpoint.signing_region
+    }
+
+    /// Now, by the client's clock corrected with the skew learnt from KMS.
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from(self.transport.now())
     }
 
     /// `Encrypt`: `plaintext` (at most 4096 bytes) under `key_id` (key id,
@@ -346,6 +353,10 @@ impl Kms for KmsClient {
 
     fn describe_key(&self, keys: &AccessKey, key_id: &str) -> Result<KeyMetadata> {
         KmsClient::describe_key(self, keys, key_id)
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        KmsClient::now(self)
     }
 }
 

@@ -87,4 +87,8 @@ pub(crate) trait Kms: Send + Sync {
     ) -> Result<DecryptOutput>;
 
     fn describe_key(&self, keys: &AccessKey, key_id: &str) -> Result<KeyMetadata>;
+
+    /// Now, by the client's (skew-corrected) clock: generators date tokens
+    /// and validators check windows by it.
+    fn now(&self) -> time::OffsetDateTime;
 }

@@ -3,12 +3,12 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::token::{self, UserType, MAX_VERSION, MIN_VERSION};
-use super::{system_clock, Clock, KeySource};
+use super::KeySource;
 use crate::credentials::AccessKey;
 use crate::error::{Error, Result};
 use crate::kms::{EncryptionContext, Kms, KmsClient};
@@ -63,7 +63,6 @@ pub struct TokenGenerator {
     context: EncryptionContext,
     username: String,
     cache: Option<Mutex<Option<Token>>>,
-    clock: Clock,
 }
 
 impl fmt::Debug for TokenGenerator {
@@ -91,7 +90,6 @@ pub struct TokenGeneratorBuilder {
     lifetime: Duration,
     extra: EncryptionContext,
     cache: bool,
-    clock: Clock,
 }
 
 impl fmt::Debug for TokenGeneratorBuilder {
@@ -124,7 +122,6 @@ impl TokenGenerator {
             lifetime: DEFAULT_LIFETIME,
             extra: EncryptionContext::new(),
             cache: true,
-            clock: system_clock(),
         }
     }
 }
@@ -172,7 +169,8 @@ impl TokenGeneratorBuilder {
         self
     }
 
-    /// The KMS client. Defaults to `KmsClient::builder().build()`.
+    /// The KMS client (also the clock tokens are dated by). Defaults to
+    /// `KmsClient::builder().build()`.
     pub fn client(mut self, client: KmsClient) -> Self {
         self.kms = Some(Arc::new(client));
         self
@@ -189,13 +187,6 @@ impl TokenGeneratorBuilder {
     /// profile `profile`, read afresh for each call. Defaults to unset.
     pub fn session_role(mut self, session: &Session, profile: &str) -> Self {
         self.keys = KeySource::role(session, profile);
-        self
-    }
-
-    /// The clock for the validity window and cache reuse. Defaults to the
-    /// system clock.
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
         self
     }
 
@@ -266,7 +257,6 @@ impl TokenGeneratorBuilder {
             lifetime: self.lifetime,
             context,
             cache: self.cache.then(|| Mutex::new(None)),
-            clock: self.clock,
         })
     }
 }
@@ -335,28 +325,23 @@ impl TokenGenerator {
     }
 
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from((self.clock)())
+        self.kms.now()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::super::fake::{keys, FakeKms};
     use super::*;
 
-    fn rig() -> (Arc<FakeKms>, Arc<AtomicI64>, TokenGeneratorBuilder) {
-        let kms = Arc::new(FakeKms::default());
-        let now = Arc::new(AtomicI64::new(1_796_282_167));
-        let n = now.clone();
+    fn rig() -> (Arc<FakeKms>, TokenGeneratorBuilder) {
+        let kms = Arc::new(FakeKms::at(1_796_282_167));
         let b = TokenGenerator::builder("alias/a", "svc-a", "svc-b")
             .kms(kms.clone())
-            .access_key(keys())
-            .clock(move || {
-                SystemTime::UNIX_EPOCH + Duration::from_secs(n.load(Ordering::SeqCst) as u64)
-            });
-        (kms, now, b)
+            .access_key(keys());
+        (kms, b)
     }
 
     fn encrypts(kms: &FakeKms) -> usize {
@@ -370,7 +355,7 @@ mod tests {
 
     #[test]
     fn plaintext_context_and_window_match_python() {
-        let (kms, _, b) = rig();
+        let (kms, b) = rig();
         let g = b.context("env", "prod").build().unwrap();
         let t = g.token().unwrap();
         assert_eq!(t.username, "2/service/svc-a");
@@ -387,7 +372,7 @@ mod tests {
 
     #[test]
     fn v1_has_no_user_type_in_context() {
-        let (_, _, b) = rig();
+        let (_, b) = rig();
         let g = b.token_version(1).build().unwrap();
         assert_eq!(g.username(), "svc-a");
         assert_eq!(
@@ -398,14 +383,14 @@ mod tests {
 
     #[test]
     fn cache_reused_until_three_minutes_before_not_after() {
-        let (kms, now, b) = rig();
+        let (kms, b) = rig();
         let g = b.build().unwrap();
         let first = g.token().unwrap();
         let reuse_until = (first.not_after - TOKEN_SKEW).unix_timestamp();
-        now.store(reuse_until, Ordering::SeqCst);
+        kms.now.store(reuse_until, Ordering::SeqCst);
         assert_eq!(g.token().unwrap(), first);
         assert_eq!(encrypts(&kms), 1);
-        now.store(reuse_until + 1, Ordering::SeqCst);
+        kms.now.store(reuse_until + 1, Ordering::SeqCst);
         let second = g.token().unwrap();
         assert_ne!(second.not_after, first.not_after);
         assert_eq!(encrypts(&kms), 2);
@@ -416,7 +401,7 @@ mod tests {
 
     #[test]
     fn no_cache_when_off() {
-        let (kms, _, b) = rig();
+        let (kms, b) = rig();
         let g = b.cache(false).build().unwrap();
         g.token().unwrap();
         g.token().unwrap();
@@ -429,14 +414,14 @@ mod tests {
             Err(Error::InvalidInput { field, .. }) => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field(rig().2.token_version(3)), "token_version");
+        assert_eq!(field(rig().1.token_version(3)), "token_version");
         assert_eq!(
-            field(rig().2.token_version(1).user_type(UserType::User)),
+            field(rig().1.token_version(1).user_type(UserType::User)),
             "user_type"
         );
-        assert_eq!(field(rig().2.lifetime(TOKEN_SKEW)), "lifetime");
-        assert_eq!(field(rig().2.context("to", "x")), "context");
-        assert_eq!(field(rig().2.key(" ")), "key");
+        assert_eq!(field(rig().1.lifetime(TOKEN_SKEW)), "lifetime");
+        assert_eq!(field(rig().1.context("to", "x")), "context");
+        assert_eq!(field(rig().1.key(" ")), "key");
         let kms = Arc::new(FakeKms::default());
         let b = TokenGenerator::builder("k", "a/b", "c")
             .kms(kms.clone())
@@ -448,7 +433,7 @@ mod tests {
 
     #[test]
     fn encrypt_errors_keep_their_type() {
-        let (kms, _, b) = rig();
+        let (kms, b) = rig();
         let g = b.key("alias/nope").build().unwrap();
         let e = g.token().unwrap_err();
         assert_eq!(e.code(), Some("NotFoundException"));

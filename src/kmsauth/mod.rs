@@ -24,8 +24,6 @@ mod token;
 mod validator;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use crate::credentials::AccessKey;
 use crate::error::{Error, Result};
@@ -102,13 +100,6 @@ fn reject_because(reason: TokenRejection, cause: Error) -> Error {
     }
 }
 
-/// Where the time comes from (tests pass a controllable one).
-pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-fn system_clock() -> Clock {
-    Arc::new(SystemTime::now)
-}
-
 /// The keys KMS calls are signed with.
 #[derive(Clone)]
 pub(crate) enum KeySource {
@@ -178,6 +169,8 @@ pub(crate) mod fake {
 
     #[derive(Default)]
     pub(crate) struct FakeKms {
+        /// Unix seconds returned by `now`.
+        pub now: std::sync::atomic::AtomicI64,
         pub calls: Mutex<Vec<String>>,
         pub decrypts: AtomicUsize,
         /// The next calls fail with these errors.
@@ -295,6 +288,19 @@ pub(crate) mod fake {
                 account_id: Some("123456789012".into()),
                 key_state: Some("Enabled".into()),
             })
+        }
+
+        fn now(&self) -> time::OffsetDateTime {
+            time::OffsetDateTime::from_unix_timestamp(self.now.load(Ordering::SeqCst))
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        }
+    }
+
+    impl FakeKms {
+        pub(crate) fn at(unix: i64) -> FakeKms {
+            let f = FakeKms::default();
+            f.now.store(unix, Ordering::SeqCst);
+            f
         }
     }
 

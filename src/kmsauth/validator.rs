@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::lru::Lru;
 use super::token::{self, PlaintextError, UserType, Username, MAX_VERSION, MIN_VERSION};
-use super::{reject, reject_because, system_clock, Clock, KeySource, TokenRejection};
+use super::{reject, reject_because, KeySource, TokenRejection};
 use crate::credentials::AccessKey;
 use crate::error::{Error, Result};
 use crate::kms::{EncryptionContext, Kms, KmsClient};
@@ -95,7 +95,6 @@ pub struct TokenValidator {
     cache: Mutex<Lru<CacheKey, Arc<Decrypted>>>,
     /// Key entry → key ARN, from DescribeKey (or the entry itself).
     resolved: Mutex<HashMap<String, String>>,
-    clock: Clock,
 }
 
 impl fmt::Debug for TokenValidator {
@@ -127,7 +126,6 @@ pub struct TokenValidatorBuilder {
     max_lifetime: Duration,
     extra_context: EncryptionContext,
     cache_size: usize,
-    clock: Clock,
 }
 
 impl fmt::Debug for TokenValidatorBuilder {
@@ -158,7 +156,6 @@ impl TokenValidator {
             max_lifetime: DEFAULT_MAX_LIFETIME,
             extra_context: EncryptionContext::new(),
             cache_size: DEFAULT_CACHE_SIZE,
-            clock: system_clock(),
         }
     }
 }
@@ -218,7 +215,9 @@ impl TokenValidatorBuilder {
         self
     }
 
-    /// The KMS client (region, endpoint, timeouts). Defaults to
+    /// The KMS client (region, endpoint, timeouts, and the clock the
+    /// validity window is checked by, corrected with any skew learnt from
+    /// KMS). Defaults to
     /// `KmsClient::builder().build()`: the region and endpoint from the
     /// environment.
     pub fn client(mut self, client: KmsClient) -> Self {
@@ -238,12 +237,6 @@ impl TokenValidatorBuilder {
     /// refresher keeps them valid). Defaults to unset.
     pub fn session_role(mut self, session: &Session, profile: &str) -> Self {
         self.keys = KeySource::role(session, profile);
-        self
-    }
-
-    /// The clock for the validity checks. Defaults to the system clock.
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
         self
     }
 
@@ -329,7 +322,6 @@ impl TokenValidatorBuilder {
             extra_context: self.extra_context,
             cache: Mutex::new(Lru::new(self.cache_size)),
             resolved: Mutex::new(resolved),
-            clock: self.clock,
         })
     }
 }
@@ -388,7 +380,7 @@ impl TokenValidator {
         if validity.not_after - validity.not_before > self.max_lifetime {
             return Err(reject(TokenRejection::LifetimeExceeded));
         }
-        let now = OffsetDateTime::from((self.clock)());
+        let now = self.kms.now();
         if now < validity.not_before || now > validity.not_after {
             return Err(reject(TokenRejection::InvalidTimeValidity));
         }
@@ -496,7 +488,7 @@ impl TokenValidator {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::super::fake::{keys, service_error, FakeKms, ARN_A, ARN_B};
     use super::super::TokenGenerator;
@@ -506,20 +498,13 @@ mod tests {
 
     struct Rig {
         kms: Arc<FakeKms>,
-        now: Arc<AtomicI64>,
     }
 
     impl Rig {
         fn new() -> Rig {
             Rig {
-                kms: Arc::new(FakeKms::default()),
-                now: Arc::new(AtomicI64::new(T0)),
+                kms: Arc::new(FakeKms::at(T0)),
             }
-        }
-
-        fn clock(&self) -> impl Fn() -> SystemTime + Send + Sync + 'static {
-            let now = self.now.clone();
-            move || SystemTime::UNIX_EPOCH + Duration::from_secs(now.load(Ordering::SeqCst) as u64)
         }
 
         fn validator(
@@ -528,8 +513,7 @@ mod tests {
         ) -> TokenValidator {
             f(TokenValidator::builder("svc-b")
                 .kms(self.kms.clone())
-                .access_key(keys())
-                .clock(self.clock()))
+                .access_key(keys()))
             .build()
             .unwrap()
         }
@@ -540,8 +524,7 @@ mod tests {
         ) -> (String, String) {
             let g = f(TokenGenerator::builder("alias/a", "svc-a", "svc-b")
                 .kms(self.kms.clone())
-                .access_key(keys())
-                .clock(self.clock()))
+                .access_key(keys()))
             .build()
             .unwrap();
             let t = g.token().unwrap();
@@ -792,7 +775,8 @@ mod tests {
         let (user, tok) = rig.generate(|g| g);
         let ok = v.validate(&user, &tok).unwrap();
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1);
-        rig.now
+        rig.kms
+            .now
             .store(ok.not_after.unix_timestamp(), Ordering::SeqCst);
         assert!(v.validate(&user, &tok).is_ok(), "not_after is inclusive");
         assert_eq!(
@@ -800,19 +784,22 @@ mod tests {
             1,
             "served from the cache"
         );
-        rig.now
+        rig.kms
+            .now
             .store(ok.not_after.unix_timestamp() + 1, Ordering::SeqCst);
         assert_eq!(
             reason(v.validate(&user, &tok)),
             TokenRejection::InvalidTimeValidity
         );
-        rig.now
+        rig.kms
+            .now
             .store(ok.not_before.unix_timestamp() - 1, Ordering::SeqCst);
         assert_eq!(
             reason(v.validate(&user, &tok)),
             TokenRejection::InvalidTimeValidity
         );
-        rig.now
+        rig.kms
+            .now
             .store(ok.not_before.unix_timestamp(), Ordering::SeqCst);
         assert!(v.validate(&user, &tok).is_ok(), "not_before is inclusive");
         assert_eq!(rig.kms.decrypts.load(Ordering::SeqCst), 1);
