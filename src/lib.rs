@@ -91,6 +91,7 @@ mod rand;
 mod secret;
 
 mod chain;
+mod limits;
 mod location;
 mod profile;
 
@@ -120,11 +121,10 @@ pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
 pub use crate::event::Event;
+pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::session::{
-    RoleOutcomes, Session, SessionBuilder, DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME,
-};
+pub use crate::session::{RoleOutcomes, Session, SessionBuilder};
 pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --
