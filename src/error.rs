@@ -5,7 +5,10 @@
 //!
 //! An error prints its whole story once: `Display` embeds the inner error's
 //! text and `source()` returns `None`, as ureq's errors do, so a reporter
-//! that walks the source chain does not print the cause twice. The inner
+//! that walks the source chain does not print the cause twice. (The one
+//! exception, [`Error::InvalidToken`], must read as python-kmsauth's message
+//! word for word: its `Display` leaves the cause out and `source()` returns
+//! it.) The inner
 //! error itself stays reachable as a field ([`Error::Io`]'s `source`,
 //! [`Error::Transport`]'s `source`, [`Error::Service`]'s [`ServiceError`]).
 
@@ -124,6 +127,15 @@ pub enum Error {
     Thread {
         /// What happened.
         message: String,
+    },
+    /// A kmsauth token was refused. `Display` is python-kmsauth's
+    /// `TokenValidationError` message, word for word; the KMS error behind
+    /// a `General error.` or a connection failure is the `source()`.
+    InvalidToken {
+        /// Which check refused it.
+        reason: crate::kmsauth::TokenRejection,
+        /// The error that caused it, when one did.
+        source: Option<Box<Error>>,
     },
     /// The application's MFA code provider panicked. A refresher that meets
     /// this stops asking the provider.
@@ -255,6 +267,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Thread { message } => write!(f, "thread: {message}"),
+            Error::InvalidToken { reason, .. } => fmt::Display::fmt(reason, f),
             Error::MfaProvider { message } => write!(f, "the MFA provider panicked: {message}"),
             Error::NoCredentials { profile, message } => {
                 write!(f, "no valid credentials for `{profile}`: {message}")
@@ -279,9 +292,19 @@ impl fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {}
 
-/// `source()` is `None`: `Display` already tells the cause (see the module
-/// docs).
-impl std::error::Error for Error {}
+/// `source()` is `None` where `Display` already tells the cause (see the
+/// module docs); only [`Error::InvalidToken`], whose text is
+/// python-kmsauth's word for word, hands its cause over as the source.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidToken {
+                source: Some(s), ..
+            } => Some(&**s),
+            _ => None,
+        }
+    }
+}
 
 impl From<ServiceError> for Error {
     fn from(e: ServiceError) -> Self {

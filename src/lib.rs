@@ -96,6 +96,7 @@ mod location;
 mod profile;
 
 mod endpoint;
+mod kms;
 mod sign;
 mod sts;
 mod transport;
@@ -109,6 +110,8 @@ mod session;
 mod slot;
 
 mod cache;
+
+pub mod kmsauth;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -131,4 +134,7 @@ pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
 pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::kms::{
+    DecryptOutput, EncryptOutput, EncryptionContext, KeyMetadata, KmsClient, KmsClientBuilder,
+};
 pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};

@@ -528,7 +528,13 @@ fn timeout_is_a_transport_error() {
     }
     // The cause is told once, by Display; ureq's error stays in the field.
     assert!(std::error::Error::source(&e).is_none());
-    assert!(matches!(&e, Error::Transport { source: Some(_), .. }));
+    assert!(matches!(
+        &e,
+        Error::Transport {
+            source: Some(_),
+            ..
+        }
+    ));
     server.requests();
 }
 

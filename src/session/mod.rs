@@ -391,6 +391,42 @@ impl Session {
     }
 }
 
+/// Reads one role profile's valid credentials from a session's slot, from
+/// any thread and for as long as it is held (kmsauth signs with it; the
+/// session's refresher keeps the credentials fresh while the session lives).
+#[derive(Clone)]
+pub(crate) struct RoleReader {
+    shared: Arc<Shared>,
+    profile: String,
+}
+
+impl RoleReader {
+    pub(crate) fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// The role's credentials, if valid now.
+    pub(crate) fn get(&self) -> Option<Credentials> {
+        self.shared
+            .slot
+            .get()
+            .roles
+            .get(&self.profile)
+            .filter(|c| c.expiration.unix_timestamp_nanos() > self.shared.now_nanos())
+            .map(|c| (**c).clone())
+    }
+}
+
+impl Session {
+    /// A reader of `profile`'s role credentials that outlives this borrow.
+    pub(crate) fn role_reader(&self, profile: &str) -> RoleReader {
+        RoleReader {
+            shared: Arc::clone(&self.shared),
+            profile: profile.to_owned(),
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         if let Err(e) = self.halt_refresher() {
