@@ -11,17 +11,17 @@
 mod request;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
 use crate::endpoint::{self, Endpoint, StsEndpointConfig};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::transport::{Clock, Reply, Request, Settings, Transport};
+use crate::transport::{Reply, Request, Settings, Transport};
 use crate::wire;
 
 use request::check_user_name;
@@ -120,7 +120,7 @@ impl Default for StsClientBuilder {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             max_attempts: 3,
-            clock: Arc::new(SystemTime::now),
+            clock: Clock::system(),
         }
     }
 }
@@ -217,10 +217,10 @@ impl StsClientBuilder {
     }
 
     /// The clock used for the SigV4 date and for
-    /// [`Credentials::start_time`], so a clock-skew correction can be slotted
-    /// in. Defaults to [`SystemTime::now`].
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+    /// [`Credentials::start_time`]; the skew the client learns from STS is
+    /// kept in it (shared by its clones). Defaults to the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -80,7 +80,7 @@
 mod retry;
 mod skew;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use crate::clock::Clock;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -100,10 +100,6 @@ const USER_AGENT: &str = concat!("stslib/", env!("CARGO_PKG_VERSION"));
 /// many as a session's default fan-out.
 const IDLE_CONNECTIONS: usize = 64;
 
-/// Where the transport reads the time used for signing and for
-/// [`Reply::start_time`].
-pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
 /// Turns a non-2xx answer into the service's error: `(action, status, body,
 /// x-amzn-requestid header)`. Must not fail: a body that is not the
 /// protocol's error document still yields a `ServiceError` (the STS one
@@ -122,7 +118,9 @@ pub(crate) struct Settings {
     pub timeout: Duration,
     /// Attempts per call, the first one included.
     pub max_attempts: u32,
-    /// Signing time source (the learnt skew is added to it).
+    /// Signing time source; the skew learnt from the server is stored in
+    /// it, so every clone of the clock (the session's refresher, readers,
+    /// cache checks) sees the corrected time.
     pub clock: Clock,
 }
 
@@ -161,8 +159,6 @@ pub(crate) struct Transport {
     agent: ureq::Agent,
     settings: Arc<Settings>,
     ca: CaRoots,
-    /// Server time minus local time, in milliseconds.
-    skew_ms: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -171,7 +167,7 @@ impl std::fmt::Debug for Transport {
             .field("connect_timeout", &self.settings.connect_timeout)
             .field("timeout", &self.settings.timeout)
             .field("max_attempts", &self.settings.max_attempts)
-            .field("clock_skew_ms", &self.skew_ms.load(Ordering::Relaxed))
+            .field("clock", &self.settings.clock)
             .finish_non_exhaustive()
     }
 }
@@ -214,7 +210,6 @@ impl Transport {
             agent: new_agent(&settings, &ca, target)?,
             settings: Arc::new(settings),
             ca,
-            skew_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -237,12 +232,12 @@ impl Transport {
 
     /// The skew learnt so far: server time minus local time.
     pub(crate) fn clock_skew(&self) -> time::Duration {
-        time::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+        self.settings.clock.skew()
     }
 
     /// The clock's time corrected by the learnt skew.
     pub(crate) fn now(&self) -> SystemTime {
-        skew::shift((self.settings.clock)(), self.clock_skew())
+        self.settings.clock.now().into()
     }
 
     /// Sends `req` signed with `keys`, retrying as the module docs say;
@@ -387,7 +382,7 @@ impl Transport {
     /// Takes the server's time as the skew; false when the local clock
     /// already agrees within a second (then something else is wrong).
     fn learn_skew(&self, action: &str, server: OffsetDateTime) -> bool {
-        let local = OffsetDateTime::from((self.settings.clock)());
+        let local = self.settings.clock.local();
         let skew = server - local;
         if (skew - self.clock_skew()).abs() < time::Duration::seconds(1) {
             return false;
@@ -397,8 +392,7 @@ impl Transport {
              signing with the corrected time",
             skew.whole_seconds()
         );
-        self.skew_ms
-            .store(skew.whole_milliseconds() as i64, Ordering::Relaxed);
+        self.settings.clock.set_skew(skew);
         true
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct CommandLine {
     pub(crate) command: Option<String>,
     pub(crate) args: Vec<String>,
     pub(crate) help: bool,
+    /// `--version` or `-V` was given.
+    pub(crate) version: bool,
 }
 
 pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<CommandLine, Usage> {
@@ -26,8 +28,16 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
     let mut command = None;
     let mut args = Vec::new();
     let mut help = false;
+    let mut version = false;
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
+        if a == "--" {
+            // The rest is `exec`'s command line, passed on untouched: its
+            // `--region` or `--help` are the command's own.
+            args.push(a);
+            args.extend(it.by_ref());
+            break;
+        }
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (a.clone(), None),
@@ -47,6 +57,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
                 }
             }
             "-h" | "--help" => help = true,
+            "-V" | "--version" => version = true,
             "--no-cache" => global.no_cache = true,
             _ if command.is_none() && !a.starts_with('-') => command = Some(a),
             _ => args.push(a),
@@ -57,6 +68,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
         command,
         args,
         help,
+        version,
     })
 }
 
@@ -172,6 +184,23 @@ mod tests {
         assert_eq!(cl.global.region.as_deref(), Some("eu-west-1"));
         assert_eq!(cl.global.endpoint.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(cl.args, argv("--profile x"));
+    }
+
+    #[test]
+    fn everything_after_double_dash_is_kept_verbatim() {
+        let cl = split_args(argv(
+            "--endpoint http://127.0.0.1:1 exec --profile p -- aws --region eu-west-1 --help -- x",
+        ))
+        .unwrap();
+        assert_eq!(cl.command.as_deref(), Some("exec"));
+        assert_eq!(cl.global.region, None);
+        assert!(!cl.help);
+        assert_eq!(
+            cl.args,
+            argv("--profile p -- aws --region eu-west-1 --help -- x")
+        );
+        let cl = split_args(argv("--version")).unwrap();
+        assert!(cl.version && cl.command.is_none());
     }
 
     #[test]
