@@ -232,7 +232,6 @@ fn count_instructions(endpoint: &str, token: &floor::Keys) {
                 l.strip_prefix("totals:")
                     .or_else(|| l.strip_prefix("summary:"))
             })?
-            .trim()
             .split_whitespace()
             .next()?
             .parse()
@@ -256,6 +255,20 @@ fn count_instructions(endpoint: &str, token: &floor::Keys) {
     );
 }
 
+/// One `strace -f -c` run: all syscalls, clones, and the count of each.
+struct StraceRun {
+    total: u64,
+    clones: u64,
+    by_name: Vec<(String, u64)>,
+}
+
+/// Per-call figures from two runs.
+struct PerCall {
+    syscalls: f64,
+    clones: f64,
+    breakdown: Vec<(String, f64)>,
+}
+
 /// Syscalls and clones per call of each side under strace.
 fn count_syscalls(endpoint: &str, token: &floor::Keys) {
     if !have("strace") {
@@ -263,7 +276,7 @@ fn count_syscalls(endpoint: &str, token: &floor::Keys) {
         return;
     }
     let (n1, n2) = (pick(50, 10), pick(250, 50));
-    let run = |side: &str, calls: usize| -> Option<(u64, u64, Vec<(String, u64)>)> {
+    let run = |side: &str, calls: usize| -> Option<StraceRun> {
         let out = std::env::temp_dir().join(format!(
             "stslib-bench-strace-{side}-{calls}-{}.txt",
             std::process::id()
@@ -296,11 +309,23 @@ fn count_syscalls(endpoint: &str, token: &floor::Keys) {
                 by_name.push((name.to_owned(), n));
             }
         }
-        Some((total?, clones, by_name))
+        Some(StraceRun {
+            total: total?,
+            clones,
+            by_name,
+        })
     };
-    let per_call = |side: &str| -> Option<(f64, f64, Vec<(String, f64)>)> {
-        let (t1, c1, b1) = run(side, n1)?;
-        let (t2, c2, b2) = run(side, n2)?;
+    let per_call = |side: &str| -> Option<PerCall> {
+        let StraceRun {
+            total: t1,
+            clones: c1,
+            by_name: b1,
+        } = run(side, n1)?;
+        let StraceRun {
+            total: t2,
+            clones: c2,
+            by_name: b2,
+        } = run(side, n2)?;
         let d = (n2 - n1) as f64;
         let mut breakdown: Vec<(String, f64)> = b2
             .iter()
@@ -311,18 +336,18 @@ fn count_syscalls(endpoint: &str, token: &floor::Keys) {
             .filter(|(_, per)| *per >= 0.05)
             .collect();
         breakdown.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Some((
-            (t2 as f64 - t1 as f64) / d,
-            (c2 as f64 - c1 as f64) / d,
+        Some(PerCall {
+            syscalls: (t2 as f64 - t1 as f64) / d,
+            clones: (c2 as f64 - c1 as f64) / d,
             breakdown,
-        ))
+        })
     };
-    let (Some((lib, lib_clones, lib_by)), Some((base, base_clones, base_by))) =
-        (per_call("stslib"), per_call("floor"))
-    else {
+    let (Some(lib), Some(base)) = (per_call("stslib"), per_call("floor")) else {
         common::context("strace run failed: syscalls not counted");
         return;
     };
+    let (lib, lib_clones, lib_by) = (lib.syscalls, lib.clones, lib.breakdown);
+    let (base, base_clones, base_by) = (base.syscalls, base.clones, base.breakdown);
     let show = |by: &[(String, f64)]| {
         by.iter()
             .map(|(n, k)| format!("{n} {k:.1}"))
