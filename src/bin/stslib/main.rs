@@ -7,6 +7,7 @@
 mod args;
 mod exec;
 mod help;
+mod kmsauth;
 mod output;
 mod server;
 
@@ -15,8 +16,8 @@ use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
 use crate::help::{
-    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, PROFILES_USAGE,
-    SESSION_USAGE, USAGE, WHOAMI_USAGE,
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, KMSAUTH_USAGE,
+    PROFILES_USAGE, SESSION_USAGE, USAGE, WHOAMI_USAGE,
 };
 use crate::output::{
     credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
@@ -51,6 +52,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "export" => EXPORT_USAGE,
         "session" => SESSION_USAGE,
         "exec" => EXEC_USAGE,
+        "kmsauth" => KMSAUTH_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -60,6 +62,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("export") => EXPORT_USAGE,
                 Some("session") => SESSION_USAGE,
                 Some("exec") => EXEC_USAGE,
+                Some("kmsauth") => KMSAUTH_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -82,6 +85,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => cmd_credential_process(&cl, env, out),
         "export" => cmd_export(&cl, env, out),
         "session" => cmd_session(&cl, env, out),
+        "kmsauth" => kmsauth::cmd_kmsauth(&cl, env, out),
         "exec" => {
             let _ = out.flush();
             match exec::cmd_exec(&cl, env) {
@@ -154,30 +158,24 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
         .unwrap_or_else(|| default_profile(env));
     let chain = files.chain(&profile)?;
     let client = client_for(&cl.global, env, files.profile(&profile)?)?;
-    let mut keys = chain.source.keys.clone();
-    for hop in &chain.roles {
-        let name = hop
-            .role_session_name
-            .clone()
-            .unwrap_or_else(|| format!("stslib-{}", std::process::id()));
-        let mut req = stslib::AssumeRoleRequest::new(&hop.role_arn, name);
-        if let Some(d) = hop.duration_seconds {
-            req = req.duration_seconds(d);
-        }
-        if let Some(id) = &hop.external_id {
-            req = req.external_id(id);
-        }
-        if let Some(serial) = &hop.mfa_serial {
-            let code = opts.value("--mfa-code").ok_or_else(|| {
-                Usage(format!(
-                    "profile `{}` names mfa_serial {serial}: pass --mfa-code",
-                    hop.profile
-                ))
-            })?;
-            req = req.serial_number(serial).token_code(code);
-        }
-        keys = client.assume_role(&keys, &req)?.credentials.access_key();
+    let code = opts.value("--mfa-code");
+    if let (Some(hop), None) = (chain.mfa_hop(), code) {
+        return Err(Usage(format!(
+            "profile `{}` names mfa_serial {}: pass --mfa-code",
+            hop.profile,
+            hop.mfa_serial.as_deref().unwrap_or_default()
+        ))
+        .into());
     }
+    let keys = if chain.roles.is_empty() {
+        chain.source.keys.clone()
+    } else {
+        let hops = chain.assume_role_requests(code);
+        client
+            .assume_role_chain(&chain.source.keys, &hops)?
+            .credentials
+            .access_key()
+    };
     let who = client.get_caller_identity(&keys)?;
     let text = format!(
         "Account: {}\nArn:     {}\nUserId:  {}\n",
