@@ -7,6 +7,7 @@
 mod args;
 mod exec;
 mod help;
+mod kmsauth;
 mod output;
 mod server;
 
@@ -15,8 +16,8 @@ use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
 use crate::help::{
-    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, PROFILES_USAGE,
-    SESSION_USAGE, USAGE, WHOAMI_USAGE,
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, KMSAUTH_USAGE,
+    PROFILES_USAGE, SESSION_USAGE, USAGE, WHOAMI_USAGE,
 };
 use crate::output::{
     credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
@@ -51,6 +52,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "export" => EXPORT_USAGE,
         "session" => SESSION_USAGE,
         "exec" => EXEC_USAGE,
+        "kmsauth" => KMSAUTH_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -60,6 +62,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("export") => EXPORT_USAGE,
                 Some("session") => SESSION_USAGE,
                 Some("exec") => EXEC_USAGE,
+                Some("kmsauth") => KMSAUTH_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -82,6 +85,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => cmd_credential_process(&cl, env, out),
         "export" => cmd_export(&cl, env, out),
         "session" => cmd_session(&cl, env, out),
+        "kmsauth" => kmsauth::cmd_kmsauth(&cl, env, out),
         "exec" => {
             let _ = out.flush();
             match exec::cmd_exec(&cl, env) {
