@@ -107,7 +107,7 @@ mod cache;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use crate::cache::{Cache, CacheLock, CACHE_DIR_ENV};
+pub use crate::cache::{Cache, CacheEntry, CacheLock, CacheUser, Cached, CACHE_DIR_ENV};
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheUser};
 use crate::credentials::{AccessKey, Credentials};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -660,7 +660,8 @@ impl Session {
             .inner
             .cache
             .as_ref()?
-            .load_token(&self.inner.profile, serial, margin)?;
+            .load_token(self.inner.cache_user(), serial, margin)?
+            .credentials;
         log::info!(
             "session token for `{}` reused from the cache, expires {}",
             self.inner.profile,
@@ -835,15 +836,21 @@ impl Inner {
         self.update(|snap| Snapshot::new(Some(new), snap.roles.clone()));
     }
 
+    /// Whose entries this session reads and writes in the cache.
+    pub(crate) fn cache_user(&self) -> CacheUser<'_> {
+        CacheUser::new(&self.profile, &self.user.access_key_id)
+    }
+
     /// Cached credentials of `spec` with more than its refresh window left.
     fn cached_role(&self, spec: &RoleSpec) -> Option<Credentials> {
         let window = self
             .policy
             .window(Duration::from_secs(u64::from(spec.lifetime)));
-        let c =
-            self.cache
-                .as_ref()?
-                .load_role(&self.profile, &spec.profile, &spec.role_arn, window)?;
+        let c = self
+            .cache
+            .as_ref()?
+            .load_role(self.cache_user(), &spec.profile, &spec.role_arn, window)?
+            .credentials;
         log::debug!("role `{}` reused from the cache", spec.profile);
         Some(c)
     }
@@ -851,7 +858,9 @@ impl Inner {
     /// Stores role credentials in the cache, if any; failures are logged.
     pub(crate) fn store_role(&self, spec: &RoleSpec, c: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_role(&self.profile, &spec.profile, &spec.role_arn, c) {
+            let offset = self.client.clock_skew();
+            let user = self.cache_user();
+            if let Err(e) = cache.store_role(user, &spec.profile, &spec.role_arn, c, offset) {
                 log::warn!("cache: cannot store `{}`: {e}", spec.profile);
             }
         }
@@ -860,7 +869,8 @@ impl Inner {
     /// Stores a session token in the cache, if any; failures are logged.
     pub(crate) fn store_token(&self, serial: Option<&str>, token: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_token(&self.profile, serial, token) {
+            let offset = self.client.clock_skew();
+            if let Err(e) = cache.store_token(self.cache_user(), serial, token, offset) {
                 log::warn!("cache: cannot store the session token: {e}");
             }
         }

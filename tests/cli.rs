@@ -594,3 +594,165 @@ fn profiles_never_print_secrets_hidden_in_continuations_or_sub_properties() {
         assert!(out.contains("**redacted**"), "{out}");
     }
 }
+
+#[test]
+fn list_and_clear_show_and_forget_the_cache() {
+    let emu = emulator();
+    let home = Home::standard("list-clear");
+    let endpoint = emu.endpoint();
+    let o = home.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("alice (user): no cached session\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = home.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("alice (user): session valid until "), "{out}");
+    assert!(
+        out.contains("11 hours, 59 min left") || out.contains("12 hours left"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a (role, from alice): credentials valid until "),
+        "{out}"
+    );
+    assert!(
+        out.contains("b (role, from alice): no cached credentials\n"),
+        "{out}"
+    );
+    assert!(!out.contains("ASIA"), "{out}");
+
+    let o = home.run(&["clear", "--profile", "a"]);
+    assert_eq!(
+        stdout(&o),
+        "removed 1 cached entry for `a`\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&home.run(&["list"])).contains("a (role, from alice): no cached credentials"));
+    let o = home.run(&["clear"]);
+    assert_eq!(stdout(&o), "removed 1 cached entry\n", "{}", stderr(&o));
+    let out = stdout(&home.run(&["list"]));
+    assert!(out.contains("alice (user): no cached session"), "{out}");
+    assert_eq!(stdout(&home.run(&["clear"])), "nothing cached\n");
+    // Forgotten: a code is needed again.
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn an_untrusted_cache_is_named_on_stderr_and_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = emulator();
+    let home = Home::standard("untrusted-cache");
+    let endpoint = emu.endpoint();
+    let args = [
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ];
+    let mut with_code = args.to_vec();
+    with_code.extend(["--mfa-code", CODE]);
+    assert_eq!(home.run(&with_code).status.code(), Some(0));
+    let dir = cache_dir(&home);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = home.run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the open cache was used: {}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("stslib: warning: ") && err.contains("writable by group or others"),
+        "{err}"
+    );
+    assert_eq!(emu.request_count(Action::AssumeRole), 1);
+    // A relative cache directory is refused before anything is written.
+    let o = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args([
+            "credential-process",
+            "--profile",
+            "a",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env_clear()
+        .env("AWS_CONFIG_FILE", home.dir.join(".aws/config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.dir.join(".aws/credentials"),
+        )
+        .env("STSLIB_CACHE_DIR", "~/x")
+        .current_dir(&home.dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not an absolute path"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!home.dir.join("~").exists());
+}
+
+#[test]
+fn verbosity_raises_stslib_logs_but_never_ureq_unless_named() {
+    let emu = emulator();
+    let home = Home::standard("verbosity");
+    let endpoint = emu.endpoint();
+    let run = |extra_env: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stslib"));
+        c.args(args).env_clear().env("HOME", &home.dir);
+        if let Some(v) = extra_env {
+            c.env("STSLIB_LOG", v);
+        }
+        c.output().unwrap()
+    };
+    let base = ["whoami", "--profile", "alice", "--endpoint", &endpoint];
+    let quiet = run(None, &base);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "");
+    let mut v = vec!["-vvv"];
+    v.extend(base);
+    let loud = run(None, &v);
+    let err = stderr(&loud);
+    assert!(err.contains("stslib: debug: "), "{err}");
+    assert!(!err.contains("[ureq"), "ureq's logs need naming: {err}");
+    let traced = run(Some("trace"), &base);
+    assert!(!stderr(&traced).contains("[ureq"), "{}", stderr(&traced));
+    let named = run(Some("ureq=debug"), &base);
+    assert!(
+        stderr(&named).contains("stslib: debug [ureq"),
+        "{}",
+        stderr(&named)
+    );
+    let bad = run(Some("loud"), &base);
+    assert!(
+        stderr(&bad).contains("STSLIB_LOG: `loud` is not a level"),
+        "{}",
+        stderr(&bad)
+    );
+}

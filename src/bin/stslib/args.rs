@@ -10,6 +10,8 @@ pub(crate) struct Global {
     pub(crate) region: Option<String>,
     pub(crate) endpoint: Option<String>,
     pub(crate) no_cache: bool,
+    /// `-v` count: 1 info, 2 debug, 3 trace (stslib's own logs only).
+    pub(crate) verbose: u8,
 }
 
 /// The command line, split into the command and its own arguments.
@@ -48,6 +50,10 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
             }
             "-h" | "--help" => help = true,
             "--no-cache" => global.no_cache = true,
+            "--verbose" => global.verbose = global.verbose.saturating_add(1),
+            v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
+                global.verbose = global.verbose.saturating_add((v.len() - 1) as u8);
+            }
             _ if command.is_none() && !a.starts_with('-') => command = Some(a),
             _ => args.push(a),
         }

@@ -17,6 +17,8 @@ Commands:
                            `export AWS_...` lines for eval
   session [--profile USER] [--lifetime D] [--mfa-code CODE]
                            get and cache the session token ahead of time
+  list                     profiles and what the cache holds for each, time left
+  clear [--profile P]      delete cached sessions and roles (of P, or all)
   help [command]           this text, or a command's
 
 Global options:
@@ -26,6 +28,10 @@ Global options:
                            profile endpoint_url, then the regional AWS endpoint)
   --no-cache               neither read nor write the disk cache
                            (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
+  -v, -vv, -vvv            more log lines on stderr (stslib's own: info, debug,
+                           trace); warnings are always shown. STSLIB_LOG=debug
+                           does the same; other crates only when named
+                           (STSLIB_LOG=ureq=debug; ureq's trace prints secrets)
   -h, --help               help
 
 Environment: AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE,

@@ -6,6 +6,8 @@
 
 mod args;
 mod help;
+mod lifecycle;
+mod logging;
 mod output;
 
 use std::io::Write;
@@ -36,6 +38,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         Ok(cl) => cl,
         Err(Usage(m)) => return usage_error(&m),
     };
+    logging::init(cl.global.verbose, env.get(logging::LOG_ENV).as_deref());
     let command = cl.command.as_deref().unwrap_or("help");
     let usage = match command {
         "profiles" => PROFILES_USAGE,
@@ -44,6 +47,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => CREDENTIAL_PROCESS_USAGE,
         "export" => EXPORT_USAGE,
         "session" => SESSION_USAGE,
+        "list" => lifecycle::LIST_USAGE,
+        "clear" => lifecycle::CLEAR_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -52,6 +57,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("credential-process") => CREDENTIAL_PROCESS_USAGE,
                 Some("export") => EXPORT_USAGE,
                 Some("session") => SESSION_USAGE,
+                Some("list") => lifecycle::LIST_USAGE,
+                Some("clear") => lifecycle::CLEAR_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -74,6 +81,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => cmd_credential_process(&cl, env, out),
         "export" => cmd_export(&cl, env, out),
         "session" => cmd_session(&cl, env, out),
+        "list" => lifecycle::cmd_list(&cl, env, out),
+        "clear" => lifecycle::cmd_clear(&cl, env, out),
         _ => unreachable!("commands are matched above"),
     };
     match result {
