@@ -98,9 +98,11 @@ mod sts;
 mod wire;
 
 mod event;
+mod mfa;
 mod refresher;
 mod schedule;
 mod session;
+mod slot;
 
 mod cache;
 
@@ -115,9 +117,10 @@ pub use crate::event::Event;
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
 pub use crate::session::{
-    CredentialSet, MfaProvider, RoleOutcomes, Session, SessionBuilder, DEFAULT_ROLE_LIFETIME,
+    RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin, DEFAULT_ROLE_LIFETIME,
     DEFAULT_TOKEN_LIFETIME,
 };
+pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --
 pub use crate::chain::{Chain, RoleHop, SourceKeys};

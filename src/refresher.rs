@@ -2,44 +2,178 @@
 //! before they expire, and the bounded fan-out that assumes many roles at
 //! once.
 //!
-//! The thread owns only what it needs (the shared state and its control
-//! receiver), never the `Session`. It waits with `select_biased!` on the
-//! control channel first (a message or a disconnected sender means halt)
-//! and on the next deadline second. Sleeps are capped by the policy's
-//! `max_sleep` and the wall clock is read again on every wake-up, so a
-//! suspended laptop does not oversleep an expiry.
+//! The thread owns only what it needs ([`Shared`]: the client, the policy,
+//! the credential slot, the event subscribers, the optional cache and MFA
+//! provider) and its control receiver, never the `Session`. It waits with
+//! `select_biased!` on the control channel first and on the next deadline
+//! second. The one halt signal is disconnection: the session drops the
+//! sender, and every wait here (and the client's retry backoff) sees it.
+//! Sleeps are capped by the policy's `max_sleep` and the wall clock is read
+//! again on every wake-up, so a suspended laptop does not oversleep an
+//! expiry.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select_biased, Receiver, Sender, TryRecvError};
 use time::OffsetDateTime;
 
+use crate::cache::{Cache, CacheUser};
 use crate::credentials::{AccessKey, Credentials};
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::schedule::duration_between;
-use crate::session::{lock, Inner, RoleSpec, Snapshot};
+use crate::event::{Event, Subscribers};
+use crate::mfa::MfaProvider;
+use crate::schedule::{duration_between, RefreshPolicy};
+use crate::secret::Secret;
+use crate::slot::{RoleSpec, Slot};
+use crate::sts::{GetSessionTokenRequest, StsClient};
 
 /// The thread's name, as seen in `/proc/self/task/*/comm`.
 pub(crate) const THREAD_NAME: &str = "stslib-refresh";
 
+/// What a session and its refresher thread share: everything needed to get
+/// and publish credentials, and nothing of the session handle.
+pub(crate) struct Shared {
+    /// The IAM-user profile (for messages and cache keys).
+    pub(crate) profile: String,
+    /// The user's long-lived keys, for GetSessionToken.
+    pub(crate) user: AccessKey,
+    pub(crate) client: StsClient,
+    pub(crate) policy: RefreshPolicy,
+    pub(crate) mfa_provider: Option<MfaProvider>,
+    /// How many AssumeRole calls run at once.
+    pub(crate) parallelism: usize,
+    pub(crate) cache: Option<Cache>,
+    pub(crate) slot: Slot,
+    pub(crate) subscribers: Subscribers,
+}
+
+impl Shared {
+    /// Now, by the system clock corrected with the skew STS taught the
+    /// client: expiry decisions compare STS's expirations against this.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.client.now()
+    }
+
+    /// [`now`](Self::now) as nanoseconds since the Unix epoch, cheaply (the
+    /// read path calls it).
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> i128 {
+        let local = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        local + self.client.clock_skew().whole_nanoseconds()
+    }
+
+    /// The session token, if it is valid now.
+    pub(crate) fn valid_token(&self) -> Option<Arc<Credentials>> {
+        self.slot
+            .get()
+            .token
+            .clone()
+            .filter(|t| t.expiration.unix_timestamp_nanos() > self.now_nanos())
+    }
+
+    /// Makes `token` the session's token; renewals ask for `lifetime`.
+    pub(crate) fn adopt_token(&self, lifetime: Duration, token: &Credentials) {
+        let new = Arc::new(token.clone());
+        self.slot.update(|snap| snap.with_token(new, lifetime));
+    }
+
+    /// Whose entries this session reads and writes in the cache.
+    pub(crate) fn cache_user(&self) -> CacheUser<'_> {
+        CacheUser::new(&self.profile, &self.user.access_key_id)
+    }
+
+    /// Cached credentials of `spec` with more than its refresh window left
+    /// (by the local clock corrected with the offset stored with them, which
+    /// also seeds the client's when it has learnt none).
+    pub(crate) fn cached_role(&self, spec: &RoleSpec) -> Option<Credentials> {
+        let window = self
+            .policy
+            .window(Duration::from_secs(u64::from(spec.lifetime)));
+        let hit = self.cache.as_ref()?.load_role(
+            self.cache_user(),
+            &spec.profile,
+            &spec.role_arn,
+            window,
+        )?;
+        self.client.seed_clock_skew(hit.clock_offset);
+        log::debug!("role `{}` reused from the cache", spec.profile);
+        Some(hit.credentials)
+    }
+
+    /// Stores role credentials in the cache, if any; failures are logged.
+    pub(crate) fn store_role(&self, spec: &RoleSpec, c: &Credentials) {
+        if let Some(cache) = &self.cache {
+            let (user, offset) = (self.cache_user(), self.client.clock_skew());
+            if let Err(e) = cache.store_role(user, &spec.profile, &spec.role_arn, c, offset) {
+                log::warn!("cache: cannot store `{}`: {e}", spec.profile);
+            }
+        }
+    }
+
+    /// Stores a session token in the cache, if any; failures are logged.
+    pub(crate) fn store_token(&self, serial: Option<&str>, token: &Credentials) {
+        if let Some(cache) = &self.cache {
+            let offset = self.client.clock_skew();
+            if let Err(e) = cache.store_token(self.cache_user(), serial, token, offset) {
+                log::warn!("cache: cannot store the session token: {e}");
+            }
+        }
+    }
+
+    /// GetSessionToken with the user's keys, with the device and code when
+    /// both are given.
+    pub(crate) fn get_session_token(
+        &self,
+        secs: u32,
+        serial: Option<&str>,
+        code: Option<Secret>,
+    ) -> Result<Credentials> {
+        let mut req = GetSessionTokenRequest::new().duration_seconds(secs);
+        if let (Some(serial), Some(code)) = (serial, code) {
+            req = req.serial_number(serial).token_code(code);
+        }
+        self.client.get_session_token(&self.user, &req)
+    }
+}
+
 /// A running refresher thread.
 pub(crate) struct Refresher {
-    // Dropping the sender disconnects the channel: that is the halt signal.
+    /// Never sent on: dropping it disconnects the channel, the halt signal.
     control: Sender<()>,
     handle: JoinHandle<()>,
 }
 
+/// What one refresher thread works on.
+struct Job {
+    shared: Arc<Shared>,
+    specs: Vec<RoleSpec>,
+    /// The user's MFA device, resolved before the thread starts.
+    mfa_serial: Option<String>,
+}
+
 impl Refresher {
-    pub(crate) fn spawn(inner: Arc<Inner>, specs: Vec<RoleSpec>) -> Result<Refresher> {
-        let (control, rx) = crossbeam_channel::bounded(1);
+    /// Starts the thread for `specs` (roles already in the slot).
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        specs: Vec<RoleSpec>,
+        mfa_serial: Option<String>,
+    ) -> Result<Refresher> {
+        let (control, rx) = crossbeam_channel::bounded(0);
+        let job = Job {
+            shared,
+            specs,
+            mfa_serial,
+        };
         let handle = thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || run(&inner, specs, &rx))
+            .spawn(move || run(job, &rx))
             .map_err(|e| Error::Thread {
                 message: format!("cannot start {THREAD_NAME}: {e}"),
             })?;
@@ -51,9 +185,9 @@ impl Refresher {
         self.handle.is_finished()
     }
 
-    /// Signals the thread and joins it; a panic inside becomes an error.
+    /// Signals the thread (by disconnecting its control channel) and joins
+    /// it; a panic inside becomes an error.
     pub(crate) fn halt(self) -> Result<()> {
-        let _ = self.control.try_send(());
         drop(self.control);
         self.handle.join().map_err(|payload| {
             let message = payload
@@ -75,9 +209,15 @@ struct RoleState {
     failures: u32,
 }
 
-fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
+fn run(job: Job, control: &Receiver<()>) {
+    let Job {
+        shared,
+        specs,
+        mfa_serial,
+    } = job;
+    let inner: &Shared = &shared;
     let policy = &inner.policy;
-    let snap = inner.snapshot();
+    let snap = inner.slot.get();
     let mut roles: Vec<RoleState> = specs
         .into_iter()
         .filter_map(|spec| {
@@ -93,14 +233,16 @@ fn run(inner: &Inner, specs: Vec<RoleSpec>, control: &Receiver<()>) {
     let mut token_failures = 0u32;
     drop(snap);
 
-    while let Some(mut token) = inner.snapshot().token.clone() {
+    while let Some(mut token) = inner.slot.get().token.clone() {
         // The session token first: roles are assumed with it.
         if token_at.is_some_and(|at| at <= inner.now()) {
-            match renew_token(inner) {
+            match renew_token(inner, mfa_serial.as_deref()) {
                 Ok(new) => {
                     token_failures = 0;
                     let new = Arc::new(new);
-                    inner.update(|snap| Snapshot::new(Some(new.clone()), snap.roles.clone()));
+                    inner
+                        .slot
+                        .update(|snap| snap.with_token(new.clone(), snap.token_lifetime));
                     log::info!("session token renewed, expires {}", new.expiration_iso());
                     inner.subscribers.send(Event::TokenRenewed {
                         expiration: new.expiration,
@@ -193,11 +335,9 @@ fn plan(
     }
 }
 
-/// True once the session has asked the thread to halt. `Session` sends a
-/// message and then drops the sender, so consuming the message here still
-/// leaves the loop's `select_biased!` a disconnected channel to see.
+/// True once the session has asked the thread to halt: the sender is gone.
 fn halted(control: &Receiver<()>) -> bool {
-    !matches!(control.try_recv(), Err(TryRecvError::Empty))
+    matches!(control.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 /// Refreshes the roles at `due`, swaps in one new snapshot, sends events.
@@ -206,7 +346,7 @@ fn halted(control: &Receiver<()>) -> bool {
 /// true when STS called the session token expired (it may end before its
 /// `Expiration` says: revoked, or a clock STS disagrees with).
 fn refresh_round(
-    inner: &Inner,
+    inner: &Shared,
     token: &Arc<Credentials>,
     roles: &mut [RoleState],
     due: &[usize],
@@ -214,19 +354,11 @@ fn refresh_round(
 ) -> bool {
     let policy = &inner.policy;
     let specs: Vec<RoleSpec> = due.iter().map(|&i| roles[i].spec.clone()).collect();
-    // Latched: a consumed halt message must not read as "not halted" later.
-    let stop = AtomicBool::new(false);
-    let is_halted = || {
-        stop.load(Ordering::Relaxed) || {
-            let h = halted(control);
-            stop.fetch_or(h, Ordering::Relaxed);
-            h
-        }
-    };
+    let is_halted = || halted(control);
     let results = assume_until(inner, token, &specs, &is_halted, Some(control));
     // Backoff counts from now, not from before the (possibly slow) round.
     let now = inner.now();
-    let old = inner.snapshot();
+    let old = inner.slot.get();
     let mut fresh: BTreeMap<String, Arc<Credentials>> = BTreeMap::new();
     let mut events = Vec::with_capacity(due.len());
     let (mut ok, mut failed) = (0, 0);
@@ -269,10 +401,10 @@ fn refresh_round(
     // Swap in the new credentials over the current snapshot under its
     // lock, keeping whatever token the session holds now (a caller may have
     // obtained a new one meanwhile).
-    inner.update(|snap| {
+    inner.slot.update(|snap| {
         let mut roles = snap.roles.clone();
         roles.extend(fresh);
-        Snapshot::new(snap.token.clone(), roles)
+        snap.with_roles(roles)
     });
     log::info!(
         "refresh round for `{}`: {ok} refreshed, {failed} failed",
@@ -296,7 +428,7 @@ fn until_or_max(t: OffsetDateTime, now: OffsetDateTime) -> std::time::Duration {
 }
 
 /// When to renew the session token; `None` without an MFA provider.
-fn token_deadline(inner: &Inner, token: &Credentials) -> Option<OffsetDateTime> {
+fn token_deadline(inner: &Shared, token: &Credentials) -> Option<OffsetDateTime> {
     inner.mfa_provider.as_ref()?;
     Some(
         inner
@@ -305,16 +437,15 @@ fn token_deadline(inner: &Inner, token: &Credentials) -> Option<OffsetDateTime> 
     )
 }
 
-fn renew_token(inner: &Inner) -> Result<Credentials> {
-    let lifetime = *lock(&inner.token_lifetime);
+fn renew_token(inner: &Shared, serial: Option<&str>) -> Result<Credentials> {
+    let lifetime = inner.slot.get().token_lifetime;
     let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
-    let serial = inner.known_mfa_serial();
-    let code = match (&serial, &inner.mfa_provider) {
-        (Some(serial), Some(provider)) => Some(provider(serial)?),
+    let code = match (serial, &inner.mfa_provider) {
+        (Some(serial), Some(provider)) => Some(provider.code(serial)?),
         _ => None,
     };
-    let token = inner.get_session_token(secs, serial.as_deref(), code)?;
-    inner.store_token(serial.as_deref(), &token);
+    let token = inner.get_session_token(secs, serial, code)?;
+    inner.store_token(serial, &token);
     Ok(token)
 }
 
@@ -322,7 +453,7 @@ fn renew_token(inner: &Inner) -> Result<Credentials> {
 /// a thread: its refresh deadline falls before the session token ends, or
 /// the token itself can be renewed.
 pub(crate) fn needs_refresher(
-    inner: &Inner,
+    inner: &Shared,
     token: &Credentials,
     roles: &BTreeMap<String, Arc<Credentials>>,
 ) -> bool {
@@ -337,7 +468,7 @@ pub(crate) fn needs_refresher(
 /// `inner.parallelism` short-lived scoped threads, joined before returning.
 /// Results are in `specs` order.
 pub(crate) fn assume_all(
-    inner: &Inner,
+    inner: &Shared,
     token: &Credentials,
     specs: &[RoleSpec],
 ) -> Vec<(String, Result<Credentials>)> {
@@ -350,7 +481,7 @@ pub(crate) fn assume_all(
 /// Like [`assume_all`], but once `halted()` holds no further spec is
 /// started: those get `None`.
 fn assume_until(
-    inner: &Inner,
+    inner: &Shared,
     token: &Credentials,
     specs: &[RoleSpec],
     halted: &(dyn Fn() -> bool + Sync),
@@ -370,7 +501,8 @@ fn assume_until(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    *lock(&slots[i]) = Some(assume_one(inner, &keys, spec, cancel));
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(assume_one(inner, &keys, spec, cancel));
                 };
                 // A thread that cannot be started leaves its share to the
                 // others, or to the inline pass below.
@@ -399,7 +531,7 @@ fn assume_until(
 /// The AssumeRole calls of one profile: the first with the session token,
 /// each next hop with the previous role's credentials.
 fn assume_one(
-    inner: &Inner,
+    inner: &Shared,
     token_keys: &AccessKey,
     spec: &RoleSpec,
     cancel: Option<&Receiver<()>>,

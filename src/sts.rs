@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
 use crate::endpoint::{self, Endpoint, StsEndpointConfig};
 use crate::env::Env;
-use crate::error::{Error, Result, ServiceError};
+use crate::error::{cap, Error, Result, ServiceError};
 use crate::secret::Secret;
 use crate::wire;
 
@@ -250,7 +250,10 @@ fn check_session_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "RoleSessionName",
-            format!("`{name}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }
@@ -295,7 +298,10 @@ fn check_role_arn(arn: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "RoleArn",
-            format!("`{arn}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)"),
+            format!(
+                "`{}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)",
+                cap(arn)
+            ),
         ))
     }
 }
@@ -311,7 +317,10 @@ fn check_serial(serial: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "SerialNumber",
-            format!("`{serial}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial"),
+            format!(
+                "`{}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial",
+                cap(serial)
+            ),
         ))
     }
 }
@@ -333,7 +342,10 @@ fn check_user_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "UserName",
-            format!("`{name}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }
@@ -764,6 +776,26 @@ impl StsClient {
     /// applies: the `Date` header of the rejection sets it).
     pub fn clock_skew(&self) -> time::Duration {
         time::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Starts from a clock offset learnt earlier (by another process, kept
+    /// in the disk cache), unless this client has learnt one itself. Saves
+    /// the one request STS would reject for its signing time.
+    pub(crate) fn seed_clock_skew(&self, skew: time::Duration) {
+        let ms = skew
+            .whole_milliseconds()
+            .clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        if ms != 0
+            && self
+                .skew_ms
+                .compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::debug!(
+                "clock offset {} s taken from the cache",
+                skew.whole_seconds()
+            );
+        }
     }
 
     /// The current time by the client's clock, corrected by the learnt

@@ -774,3 +774,272 @@ fn entries_list_and_clear_by_profile() {
     assert_eq!(cache.clear(None).unwrap().len(), 1);
     assert!(names(&tmp.path().join("c")).is_empty());
 }
+
+// ---- Sessions sharing a cache: the lock, evictions, clocks -----------------
+
+mod sessions {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use stslib::emulator::{Action, Emulator, Fault};
+    use stslib::{ProfileFiles, Session, TokenMiss, TokenOrigin};
+
+    const KEY: &str = "AKIACACHESESSION0001";
+    const USER_SECRET: &str = "cache/session/secret/000000000000000000000";
+    const MFA: &str = "arn:aws:iam::123456789012:mfa/alice";
+    const CODE: &str = "271828";
+    const USER: CacheUser<'static> = CacheUser {
+        profile: "alice",
+        access_key_id: KEY,
+    };
+
+    fn emulator(offset: time::Duration) -> Emulator {
+        Emulator::builder()
+            .user("alice", KEY, USER_SECRET)
+            .mfa_device("alice", MFA, CODE)
+            .require_mfa(true)
+            .clock_offset(offset)
+            .start()
+            .unwrap()
+    }
+
+    fn files(extra: &str) -> ProfileFiles {
+        ProfileFiles::from_strings(
+            &format!(
+                "[profile alice]\nmfa_serial = {MFA}\n\
+                 [profile r]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = alice\n\
+                 [profile r2]\nrole_arn = arn:aws:iam::123456789012:role/r2\nsource_profile = alice\n\
+                 {extra}"
+            ),
+            &format!("[alice]\naws_access_key_id = {KEY}\naws_secret_access_key = {USER_SECRET}\n"),
+        )
+        .unwrap()
+    }
+
+    fn builder(emu: &Emulator, cache: &Cache, files: ProfileFiles) -> stslib::SessionBuilder {
+        Session::builder()
+            .env(Env::from_pairs([("AWS_ENDPOINT_URL_IAM", emu.endpoint())]))
+            .files(files)
+            .profile("alice")
+            .endpoint(emu.endpoint())
+            .refresh(false)
+            .cache(cache.clone())
+    }
+
+    /// Item 6: the MFA provider (which may wait on a person) is never
+    /// called while this session holds the cache's lock.
+    #[test]
+    fn the_mfa_prompt_never_runs_under_the_lock() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("prompt-lock");
+        let cache = Cache::new(tmp.path().join("c"));
+        let free = Arc::new(AtomicBool::new(false));
+        let (c, f) = (cache.clone(), free.clone());
+        let session = builder(&emu, &cache, files(""))
+            .mfa_provider(move |_| {
+                f.store(c.try_lock().unwrap().is_some(), Ordering::SeqCst);
+                Ok(Secret::new(CODE))
+            })
+            .build()
+            .unwrap();
+        let out = session.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok());
+        assert!(free.load(Ordering::SeqCst), "the prompt ran under the lock");
+        assert_eq!(session.token_origin(), Some(TokenOrigin::Sts));
+        assert_eq!(session.token_miss(), Some(TokenMiss::NotCached));
+    }
+
+    /// Item 3: a cached token STS rejects is dropped from the cache and,
+    /// with a code at hand, replaced in the same call.
+    #[test]
+    fn a_rejected_cached_token_is_evicted_and_replaced() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("rejected");
+        let cache = Cache::new(tmp.path().join("c"));
+        // A token STS never issued (or has revoked), valid by its dates.
+        let dead = creds(time::Duration::hours(10));
+        cache.store_token(USER, Some(MFA), &dead, ZERO).unwrap();
+
+        // No code source: the call fails, saying why, and the entry is gone.
+        let session = builder(&emu, &cache, files("")).build().unwrap();
+        let e = session.generate_credentials(&["r"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("STS rejected the session token (InvalidClientTokenId)"),
+            "{e}"
+        );
+        assert_eq!(
+            session.token_miss(),
+            Some(TokenMiss::Rejected {
+                code: "InvalidClientTokenId".into()
+            })
+        );
+        assert!(!cache.token_path(USER, Some(MFA)).exists());
+
+        // With a code source: one call drops it and gets a new one.
+        cache.store_token(USER, Some(MFA), &dead, ZERO).unwrap();
+        let session = builder(&emu, &cache, files(""))
+            .mfa_provider(|_| Ok(Secret::new(CODE)))
+            .build()
+            .unwrap();
+        let out = session.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok(), "{:?}", out["r"]);
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+        assert_eq!(session.token_origin(), Some(TokenOrigin::Sts));
+        let now_cached = cache.load_token(USER, Some(MFA), Duration::ZERO).unwrap();
+        assert_ne!(now_cached.credentials.access_key_id, dead.access_key_id);
+    }
+
+    /// Item 3: an explicit code always makes a new session, even over a
+    /// valid cached one.
+    #[test]
+    fn an_explicit_code_makes_a_new_session() {
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("explicit");
+        let cache = Cache::new(tmp.path().join("c"));
+        let s1 = builder(&emu, &cache, files("")).build().unwrap();
+        let first = s1
+            .generate_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        let s2 = builder(&emu, &cache, files("")).build().unwrap();
+        let reused = s2
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap();
+        assert_eq!(reused.access_key_id, first.access_key_id);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Cache));
+        let second = s2
+            .generate_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        assert_ne!(second.access_key_id, first.access_key_id);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Sts));
+        assert_eq!(emu.request_count(Action::GetSessionToken), 2);
+        let renewed = s2
+            .renew_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        assert_ne!(renewed.access_key_id, second.access_key_id);
+        assert_eq!(s2.token_miss(), Some(TokenMiss::Renewal));
+    }
+
+    /// Item 8: a cached 15-minute token serves a 15-minute role whatever
+    /// lifetime the caller would ask for a new token.
+    #[test]
+    fn reuse_depends_on_the_tokens_own_life_not_the_callers_lifetime() {
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("own-life");
+        let cache = Cache::new(tmp.path().join("c"));
+        let f = || {
+            files("[profile short]\nrole_arn = arn:aws:iam::123456789012:role/s\nsource_profile = alice\nduration_seconds = 900\n")
+        };
+        let s1 = builder(&emu, &cache, f()).build().unwrap();
+        s1.generate_session_token(Duration::from_secs(900), Some(CODE))
+            .unwrap();
+        // A later run asks 12 h for new tokens: the 15-min one still serves.
+        let s2 = builder(&emu, &cache, f())
+            .token_lifetime(Duration::from_secs(12 * 3600))
+            .build()
+            .unwrap();
+        let out = s2.generate_credentials(&["short"]).unwrap();
+        assert!(out["short"].is_ok(), "{:?}", out["short"]);
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Cache));
+        // `generate_session_token` without a code reuses it too.
+        let s3 = builder(&emu, &cache, f()).build().unwrap();
+        s3.generate_session_token(Duration::from_secs(12 * 3600), None)
+            .unwrap();
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    }
+
+    /// Item 16: with a local clock 2 h ahead of STS, the offset learnt by
+    /// one process is kept with what it caches: the next process's role
+    /// cache hits and its first request is signed right.
+    #[test]
+    fn the_learnt_clock_offset_is_kept_with_the_cache() {
+        common::init_logger();
+        let emu = emulator(time::Duration::hours(-2));
+        let tmp = TempDir::new("clock");
+        let cache = Cache::new(tmp.path().join("c"));
+        let s1 = builder(&emu, &cache, files(""))
+            .mfa_provider(|_| Ok(Secret::new(CODE)))
+            .build()
+            .unwrap();
+        assert!(s1.generate_credentials(&["r"]).unwrap()["r"].is_ok());
+        let rejected = |emu: &Emulator| {
+            emu.requests()
+                .iter()
+                .filter(|r| r.code.as_deref().is_some_and(|c| c != "AccessDenied"))
+                .count()
+        };
+        let paid = rejected(&emu);
+        assert!(
+            paid >= 1,
+            "the first process learns the offset the hard way"
+        );
+        let before = emu.request_count(Action::Any);
+
+        // A new process (a new client that has learnt nothing).
+        let s2 = builder(&emu, &cache, files("")).build().unwrap();
+        assert!(s2.generate_credentials(&["r"]).unwrap()["r"].is_ok());
+        assert_eq!(
+            emu.request_count(Action::Any),
+            before,
+            "the role cache missed"
+        );
+        // A role not cached yet: the cached token, signed right at once.
+        assert!(s2.generate_credentials(&["r2"]).unwrap()["r2"].is_ok());
+        assert_eq!(emu.request_count(Action::Any), before + 1);
+        assert_eq!(rejected(&emu), paid, "a request was rejected for its time");
+        let skew = s2.client().clock_skew();
+        assert!(
+            (skew + time::Duration::hours(2)).abs() < time::Duration::seconds(5),
+            "{skew}"
+        );
+    }
+
+    /// Item 9: no MFA device anywhere and IAM denies the lookup: with
+    /// `require_mfa`, a clear error naming where it looked.
+    #[test]
+    fn no_mfa_device_found_is_an_error_when_mfa_is_required() {
+        let emu = emulator(time::Duration::ZERO);
+        emu.inject(Action::ListMFADevices, Fault::access_denied(), 10);
+        let tmp = TempDir::new("no-mfa");
+        let cache = Cache::new(tmp.path().join("c"));
+        let bare = ProfileFiles::from_strings(
+            "[profile alice]\n[profile r]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = alice\n",
+            &format!("[alice]\naws_access_key_id = {KEY}\naws_secret_access_key = {USER_SECRET}\n"),
+        )
+        .unwrap();
+        let session = builder(&emu, &cache, bare.clone())
+            .require_mfa(true)
+            .build()
+            .unwrap();
+        let e = session
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap_err();
+        let text = e.to_string();
+        for part in [
+            "no MFA device found",
+            "profile `alice` has no mfa_serial",
+            "no role profile sourced from it names one",
+            "ListMFADevices was denied",
+            "--no-mfa",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert_eq!(emu.request_count(Action::GetSessionToken), 0);
+        assert!(!cache.dir().exists() || cache.entries().unwrap().is_empty());
+        // Without require_mfa a session without MFA is asked for (with a
+        // warning); this STS requires MFA of this user, so it says no.
+        let session = builder(&emu, &cache, bare).build().unwrap();
+        let e = session
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap_err();
+        assert_eq!(e.code(), Some("AccessDenied"), "{e}");
+        let asked = emu.requests();
+        let gst = asked
+            .iter()
+            .find(|r| r.action == Some(Action::GetSessionToken))
+            .unwrap();
+        assert_eq!(gst.serial_number, None);
+    }
+}

@@ -88,6 +88,9 @@ use self::store::{io_error, Holder};
 /// The environment variable that overrides the cache directory.
 pub const CACHE_DIR_ENV: &str = "STSLIB_CACHE_DIR";
 
+/// How long a session waits for the lock by default.
+const DEFAULT_LOCK_WAIT: StdDuration = StdDuration::from_secs(40);
+
 /// Longest pause between attempts while waiting for the lock.
 const LOCK_POLL_MAX: StdDuration = StdDuration::from_millis(50);
 
@@ -196,6 +199,7 @@ impl CacheEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cache {
     dir: PathBuf,
+    lock_wait: StdDuration,
 }
 
 /// An exclusive lock on a cache directory, held until dropped.
@@ -247,7 +251,39 @@ impl Cache {
     /// store and lock fail, and every load miss). Nothing is created until
     /// the first store or lock.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Cache { dir: dir.into() }
+        Cache {
+            dir: dir.into(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+
+    /// How long a session waits for another process's lock before going on
+    /// without it (with a warning naming the holder). A holder keeps the
+    /// lock only around one STS call, never while asking for an MFA code.
+    /// Defaults to 40 s: a little more than three attempts at the STS
+    /// client's default 10 s timeout.
+    pub fn lock_wait(mut self, wait: StdDuration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Takes the lock, waiting at most [`lock_wait`](Self::lock_wait).
+    pub(crate) fn lock_bounded(&self) -> Result<CacheLock> {
+        self.lock_within(self.lock_wait)
+    }
+
+    /// `user`'s token entry for `mfa_serial` whatever its expiry (to tell
+    /// "expired" from "not cached"); `None` when absent or unusable.
+    pub(crate) fn token_entry(
+        &self,
+        user: CacheUser<'_>,
+        mfa_serial: Option<&str>,
+    ) -> Option<Cached> {
+        self.load_at(
+            &token_key(user, mfa_serial),
+            OffsetDateTime::UNIX_EPOCH - time::Duration::days(8),
+            StdDuration::ZERO,
+        )
     }
 
     /// The cache in the default location for `env` (see

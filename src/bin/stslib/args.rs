@@ -10,6 +10,9 @@ pub(crate) struct Global {
     pub(crate) region: Option<String>,
     pub(crate) endpoint: Option<String>,
     pub(crate) no_cache: bool,
+    /// A session token without MFA is meant (no MFA device is an error
+    /// otherwise).
+    pub(crate) no_mfa: bool,
     /// `-v` count: 1 info, 2 debug, 3 trace (stslib's own logs only).
     pub(crate) verbose: u8,
 }
@@ -50,6 +53,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
             }
             "-h" | "--help" => help = true,
             "--no-cache" => global.no_cache = true,
+            "--no-mfa" => global.no_mfa = true,
             "--verbose" => global.verbose = global.verbose.saturating_add(1),
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 global.verbose = global.verbose.saturating_add((v.len() - 1) as u8);

@@ -157,3 +157,105 @@ left by interrupted runs. The next command asks for an MFA code again.
 
   --profile P      only this profile's entries
 ";
+
+/// What the terminal prompt's error says when there is no terminal.
+pub(crate) const NO_TERMINAL: &str = "there is no terminal to ask on";
+
+/// Where a command's MFA code comes from: `--mfa-code CODE`, or
+/// `--mfa-code -` (one line of standard input, read only when a code is
+/// needed: the safe way for scripts, since argv is world-readable in
+/// `/proc`), else the terminal (`prompt`).
+pub(crate) fn code_provider(
+    arg: Option<&str>,
+    prompt: fn(&str) -> stslib::Result<stslib::Secret>,
+) -> impl Fn(&str) -> stslib::Result<stslib::Secret> + Send + Sync + 'static {
+    let arg = arg.map(str::to_owned);
+    let from_stdin = std::sync::Mutex::new(None::<stslib::Secret>);
+    move |serial: &str| match arg.as_deref() {
+        Some("-") => {
+            let mut read = from_stdin.lock().unwrap_or_else(|p| p.into_inner());
+            if read.is_none() {
+                *read = Some(read_code_line()?);
+            }
+            Ok(read.clone().expect("just read"))
+        }
+        Some(code) => Ok(stslib::Secret::new(code)),
+        None => prompt(serial),
+    }
+}
+
+/// The code given as `--mfa-code`, reading standard input for `-`.
+pub(crate) fn explicit_code(arg: Option<&str>) -> stslib::Result<Option<stslib::Secret>> {
+    match arg {
+        Some("-") => read_code_line().map(Some),
+        Some(code) => Ok(Some(stslib::Secret::new(code))),
+        None => Ok(None),
+    }
+}
+
+/// One line of standard input, trimmed: the MFA code.
+fn read_code_line() -> stslib::Result<stslib::Secret> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .take(64)
+        .read_line(&mut line)
+        .map_err(|e| stslib::Error::Io {
+            path: "<stdin>".into(),
+            source: e,
+        })?;
+    let code = line.trim();
+    if code.is_empty() {
+        return Err(stslib::Error::InvalidInput {
+            field: "TokenCode",
+            message: "--mfa-code -: no code on standard input".into(),
+        });
+    }
+    Ok(stslib::Secret::new(code))
+}
+
+/// Turns "no MFA code could be had" into advice a person reading it through
+/// the AWS CLI or boto3 (`credential_process`) can follow, telling a
+/// missing session from an expired one from one STS rejected.
+pub(crate) fn explain(
+    session: &stslib::Session,
+    e: stslib::Error,
+    no_cache: bool,
+) -> stslib::Error {
+    let needs_code = match &e {
+        stslib::Error::InvalidInput {
+            field: "TokenCode",
+            message,
+        } => message.contains(NO_TERMINAL),
+        stslib::Error::NoCredentials { .. } => true,
+        _ => false,
+    };
+    if !needs_code {
+        return e;
+    }
+    let user = session.profile();
+    let run = format!("run `stslib session --profile {user}`");
+    let message = match session.token_miss() {
+        _ if no_cache => "the cache is off (--no-cache) and there is no MFA code to make a \
+                          session: pass --mfa-code CODE, or --mfa-code - to read it from \
+                          standard input"
+            .to_owned(),
+        Some(stslib::TokenMiss::Rejected { code }) => {
+            format!("STS rejected the cached session ({code}); {run}")
+        }
+        Some(stslib::TokenMiss::Expired { at }) => format!(
+            "the cached session expired at {}; {run}",
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ),
+        _ => format!(
+            "no session in the cache, and no MFA code to make one (no terminal); {run} \
+             (or give the code with --mfa-code -)"
+        ),
+    };
+    stslib::Error::NoCredentials {
+        profile: user.to_owned(),
+        message,
+    }
+}

@@ -211,7 +211,9 @@ fn cmd_credentials(
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &roles)?;
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let outcomes = session.generate_credentials(&roles)?;
+    let outcomes = session
+        .generate_credentials(&roles)
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let ok: Vec<(&str, &stslib::Credentials)> = outcomes
         .iter()
         .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.as_str(), c)))
@@ -268,17 +270,14 @@ fn session_for(
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
 ) -> Result<stslib::Session, CmdError> {
-    let code = mfa_code.map(stslib::Secret::new);
     let mut b = stslib::Session::builder()
         .files(files)
         .env(env.clone())
         .profile(user)
         .refresh(false)
         .token_lifetime(lifetime)
-        .mfa_provider(move |serial| match &code {
-            Some(code) => Ok(code.clone()),
-            None => prompt_mfa(serial),
-        });
+        .require_mfa(!cl.global.no_mfa)
+        .mfa_provider(lifecycle::code_provider(mfa_code, prompt_mfa));
     if !cl.global.no_cache {
         b = b.cache(stslib::Cache::from_env(env)?);
     }
@@ -300,7 +299,8 @@ fn prompt_mfa(serial: &str) -> stslib::Result<stslib::Secret> {
         field: "TokenCode",
         message: format!(
             "an MFA code is needed for device `{serial}`: pass --mfa-code \
-                 (there is no terminal to ask on)"
+                 ({})",
+            lifecycle::NO_TERMINAL
         ),
     };
     if !std::io::stdin().is_terminal() {
@@ -339,7 +339,9 @@ fn one_role(
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &[&role])?;
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let mut outcomes = session.generate_credentials(&[&role])?;
+    let mut outcomes = session
+        .generate_credentials(&[&role])
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let credentials = outcomes
         .remove(&role)
         .unwrap_or_else(|| {
@@ -371,7 +373,11 @@ fn cmd_export(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
 
 /// Gets (or reuses) and caches the session token ahead of time.
 fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
-    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    let opts = Opts::parse(
+        &cl.args,
+        &["--profile", "--mfa-code", "--lifetime"],
+        &["--renew"],
+    )?;
     let lifetime = match opts.value("--lifetime") {
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
@@ -382,9 +388,19 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
         .map(str::to_owned)
         .unwrap_or_else(|| stslib::FileLocations::from_env(env).profile);
     let session = session_for(cl, env, files, &user, lifetime, None)?;
-    let token = session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    // An explicit code always means a new session, as --renew does.
+    let code = lifecycle::explicit_code(opts.value("--mfa-code"))?;
+    let token = if code.is_some() || opts.flag("--renew") {
+        session.renew_session_token(lifetime, code.as_ref().map(stslib::Secret::expose))?
+    } else {
+        session.generate_session_token(lifetime, None)?
+    };
+    let how = match session.token_origin() {
+        Some(stslib::TokenOrigin::Cache) => "reused from the cache",
+        _ => "new",
+    };
     let text = format!(
-        "session token for `{user}` valid until {} ({} left){}\n",
+        "session token for `{user}` ({how}) valid until {} ({} left){}\n",
         token.expiration_iso(),
         token.humanized_remaining(),
         if cl.global.no_cache {
