@@ -211,6 +211,7 @@ pub struct EmulatorBuilder {
     role_lifetime: Option<Duration>,
     denied_roles: Vec<String>,
     clock_offset: time::Duration,
+    clock: crate::clock::Clock,
 }
 
 impl Default for EmulatorBuilder {
@@ -225,6 +226,7 @@ impl Default for EmulatorBuilder {
             role_lifetime: None,
             denied_roles: Vec::new(),
             clock_offset: time::Duration::ZERO,
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -312,6 +314,16 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The clock the emulator's time is read from (before
+    /// [`clock_offset`](Self::clock_offset) is added): give it the
+    /// [`ManualClock`](crate::clock::ManualClock) a session under test uses,
+    /// and moving that clock moves STS's time too (issue times, expiry,
+    /// signature skew, the `Date` header). Defaults to the system clock.
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validates the settings, binds 127.0.0.1 and starts serving.
     pub fn start(self) -> Result<Emulator> {
         let cfg = self.config()?;
@@ -325,6 +337,7 @@ impl EmulatorBuilder {
             random: Mutex::new(Vec::new()),
             records: Mutex::new(Vec::new()),
             offset_ns: AtomicI64::new(clamp_nanos(self.clock_offset)),
+            clock: self.clock.clone(),
             connections: AtomicUsize::new(0),
         });
         let workers = Arc::new(Mutex::new(Vec::new()));
@@ -403,7 +416,7 @@ impl EmulatorBuilder {
                 devices: Vec::new(),
             });
         }
-        let enable_date = OffsetDateTime::now_utc() + self.clock_offset;
+        let enable_date = self.clock.local() + self.clock_offset;
         for (user, serial, code) in &self.devices {
             let taken = users
                 .iter()
@@ -483,6 +496,7 @@ struct Shared {
     random: Mutex<Vec<RandomFaults>>,
     records: Mutex<Vec<RequestRecord>>,
     offset_ns: AtomicI64,
+    clock: crate::clock::Clock,
     connections: AtomicUsize,
 }
 
@@ -539,8 +553,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-            + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+        self.clock.local() + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
     }
 
     fn stopping(&self) -> bool {

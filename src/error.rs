@@ -105,6 +105,12 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// The application's MFA code provider panicked. A refresher that meets
+    /// this stops asking the provider.
+    MfaProvider {
+        /// The panic message.
+        message: String,
+    },
     /// No valid credentials: they expired, or were never obtained.
     NoCredentials {
         /// The profile (or session) concerned.
@@ -246,6 +252,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Thread { message } => write!(f, "thread: {message}"),
+            Error::MfaProvider { message } => write!(f, "the MFA provider panicked: {message}"),
             Error::NoCredentials { profile, message } => {
                 write!(f, "no valid credentials for `{profile}`: {message}")
             }

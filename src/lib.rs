@@ -82,6 +82,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 mod credentials;
 mod env;
 mod error;
@@ -94,7 +95,9 @@ mod location;
 mod profile;
 
 mod endpoint;
+mod sign;
 mod sts;
+mod transport;
 mod wire;
 
 mod event;

@@ -123,7 +123,10 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let home = Home::new("usage", "", "");
     assert_eq!(home.run(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(home.run(&["profiles", "--bogus"]).status.code(), Some(2));
-    assert_eq!(home.run(&["credentials"]).status.code(), Some(2));
+    // No --profile: AWS_PROFILE, else `default` (absent here: an error).
+    let o = home.run(&["credentials"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`default`"), "{}", stderr(&o));
     assert_eq!(
         home.run(&["credentials", "--profile", "a", "--lifetime", "soon"])
             .status
@@ -137,6 +140,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
         "credential-process",
         "export",
         "session",
+        "exec",
     ] {
         let o = home.run(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
@@ -443,6 +447,114 @@ fn export_lines_eval_in_a_shell() {
     assert!(lines[1].parse::<usize>().unwrap() >= 20);
     assert!(lines[2].parse::<usize>().unwrap() >= 20);
     assert!(lines[3].ends_with('Z'));
+}
+
+#[test]
+fn version_prints_and_exits_0() {
+    let home = Home::new("version", "", "");
+    for flag in ["--version", "-V"] {
+        let o = home.run(&[flag]);
+        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(
+            stdout(&o),
+            format!("stslib {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+/// Every command's `--profile` defaults to `AWS_PROFILE`, as in the AWS CLI.
+#[test]
+fn profile_defaults_to_aws_profile() {
+    let emu = emulator();
+    let home = Home::standard("aws-profile");
+    let endpoint = emu.endpoint();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stslib"))
+            .args(["--endpoint", &endpoint])
+            .args(args)
+            .env_clear()
+            .env("HOME", &home.dir)
+            .env("AWS_PROFILE", "b")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["credential-process", "--mfa-code", CODE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["credentials", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(json(&o)["b"]["AccessKeyId"].is_string());
+    let o = run(&["export"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A user profile's command too: `session` for AWS_PROFILE=alice.
+    let o = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args(["--endpoint", &endpoint, "session"])
+        .env_clear()
+        .env("HOME", &home.dir)
+        .env("AWS_PROFILE", "alice")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("`alice`"), "{}", stderr(&o));
+}
+
+/// `export --format`: each shell's syntax, and the region when the role's
+/// chain names one.
+#[test]
+fn export_formats_and_region() {
+    let emu = emulator();
+    let config = format!(
+        "[profile alice]\nmfa_serial = {SERIAL}\nregion = ap-south-1\n\
+         [profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = alice\n"
+    );
+    let credentials =
+        format!("[alice]\naws_access_key_id = {USER_KEY}\naws_secret_access_key = {USER_SECRET}\n");
+    let home = Home::new("export-formats", &config, &credentials);
+    let endpoint = emu.endpoint();
+    let export = |format: &str| {
+        let o = home.run(&[
+            "--endpoint",
+            &endpoint,
+            "export",
+            "--profile",
+            "a",
+            "--mfa-code",
+            CODE,
+            "--format",
+            format,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{format}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let sh = export("sh");
+    assert!(sh.contains("export AWS_REGION='ap-south-1'\n"), "{sh}");
+    assert!(
+        sh.contains("export AWS_DEFAULT_REGION='ap-south-1'\n"),
+        "{sh}"
+    );
+    let fish = export("fish");
+    assert!(
+        fish.contains("set -gx AWS_REGION 'ap-south-1';\n"),
+        "{fish}"
+    );
+    assert!(
+        fish.lines().all(|l| l.starts_with("set -gx AWS_")),
+        "{fish}"
+    );
+    let ps = export("powershell");
+    assert!(ps.contains("$Env:AWS_REGION = 'ap-south-1'\n"), "{ps}");
+    assert!(ps.lines().all(|l| l.starts_with("$Env:AWS_")), "{ps}");
+    let env = export("env");
+    let vars: std::collections::BTreeMap<&str, &str> =
+        env.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(vars.len(), 6, "{env}");
+    assert!(vars["AWS_ACCESS_KEY_ID"].starts_with("ASIA"));
+    assert_eq!(vars["AWS_REGION"], "ap-south-1");
+    // The same credentials in every format (cached role credentials).
+    let key = vars["AWS_ACCESS_KEY_ID"];
+    for text in [&sh, &fish, &ps] {
+        assert!(text.contains(key), "{text}");
+    }
+    let o = home.run(&["export", "--profile", "a", "--format", "csh"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
+use stslib::clock::ManualClock;
 use stslib::{AccessKey, AssumeRoleRequest, Error, GetSessionTokenRequest, Secret, StsClient};
 
 /// What the responder does with one request.
@@ -242,7 +243,10 @@ const ASSUMED: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/do
 fn request_shape_with_temporary_keys() {
     let server = Responder::start(vec![reply(200, CALLER)]);
     let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let c = client(&server.url).clock(move || fixed).build().unwrap();
+    let c = client(&server.url)
+        .clock(ManualClock::new(fixed.into()).clock())
+        .build()
+        .unwrap();
     let id = c.get_caller_identity(&temp_keys()).unwrap();
     assert_eq!(id.account, "123456789012");
     assert_eq!(id.role_name(), Some("Admin"));
@@ -305,7 +309,10 @@ fn long_term_keys_send_no_token() {
 fn get_session_token_with_mfa() {
     let server = Responder::start(vec![reply(200, SESSION)]);
     let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let c = client(&server.url).clock(move || fixed).build().unwrap();
+    let c = client(&server.url)
+        .clock(ManualClock::new(fixed.into()).clock())
+        .build()
+        .unwrap();
     let req = GetSessionTokenRequest::new()
         .duration_seconds(3600)
         .serial_number("arn:aws:iam::123456789012:mfa/ops/alice")

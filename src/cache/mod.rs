@@ -406,6 +406,19 @@ impl Cache {
         )
     }
 
+    /// [`load_role`](Self::load_role) at local time `now` (a session's
+    /// clock), not the system clock's.
+    pub(crate) fn load_role_at(
+        &self,
+        user: CacheUser<'_>,
+        role_profile: &str,
+        role_arn: &str,
+        now: OffsetDateTime,
+        min_remaining: StdDuration,
+    ) -> Option<Cached> {
+        self.load_at(&role_key(user, role_profile, role_arn), now, min_remaining)
+    }
+
     /// Stores role credentials, as [`Cache::store_token`].
     pub fn store_role(
         &self,

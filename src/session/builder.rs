@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cache::Cache;
+use crate::clock::Clock;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::event::Subscribers;
@@ -35,6 +36,7 @@ pub struct SessionBuilder {
     /// The client's own settings; the profile's and the environment's are
     /// applied at build time, below explicit ones.
     client: StsClientBuilder,
+    clock: Clock,
     policy: RefreshPolicy,
     mfa_provider: Option<MfaProvider>,
     parallelism: usize,
@@ -124,10 +126,21 @@ impl SessionBuilder {
         self
     }
 
-    /// Overall timeout of each STS call attempt. Defaults to the client's
+    /// Timeout of each phase of an STS call attempt (send, await the
+    /// answer, read it). Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
+        self
+    }
+
+    /// Where the session reads the time: the STS client signs with it, the
+    /// refresher's deadlines and every validity check compare against it
+    /// (corrected by the skew the client learns from STS). A
+    /// [`ManualClock`](crate::clock::ManualClock)'s clock lets a test drive
+    /// hours of refreshes without sleeping. Defaults to the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -230,7 +243,12 @@ impl SessionBuilder {
             ));
         }
         let source = files.profile(&profile)?;
-        let client = self.client.env(self.env.clone()).profile(source).build()?;
+        let client = self
+            .client
+            .env(self.env.clone())
+            .profile(source)
+            .clock(self.clock.clone())
+            .build()?;
         log::info!(
             "session created for profile `{profile}` (endpoint {})",
             client.endpoint()
@@ -240,6 +258,7 @@ impl SessionBuilder {
                 profile,
                 user: chain.source.keys,
                 client,
+                clock: self.clock,
                 policy: self.policy,
                 mfa_provider: self.mfa_provider,
                 parallelism: self.parallelism,
@@ -266,6 +285,7 @@ impl SessionBuilder {
             files: None,
             env: Env::process(),
             client: StsClientBuilder::default(),
+            clock: Clock::system(),
             policy: RefreshPolicy::default(),
             mfa_provider: None,
             parallelism: 64,

@@ -110,7 +110,7 @@ impl Session {
             return None;
         };
         let token = hit.credentials;
-        let now = OffsetDateTime::now_utc() + hit.clock_offset;
+        let now = self.shared.clock.local() + hit.clock_offset;
         let left = token.expiration - now;
         let needed = margin(&token);
         if !left.is_positive() || left.unsigned_abs() <= needed {
@@ -124,7 +124,7 @@ impl Session {
             });
             return None;
         }
-        self.shared.client.seed_clock_skew(hit.clock_offset);
+        self.shared.clock.seed_skew(hit.clock_offset);
         log::info!(
             "session token for `{}` reused from the cache, expires {}",
             self.shared.profile,

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -87,6 +88,13 @@ impl Session {
     /// The STS client the session uses.
     pub fn client(&self) -> &StsClient {
         &self.shared.client
+    }
+
+    /// The session's clock (see [`SessionBuilder::clock`]): check
+    /// credentials against `clock().now()`, which carries the correction the
+    /// client learnt from STS, e.g. `c.is_valid_at(session.clock().now())`.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
     }
 
     /// The MFA device serial used for the session token: the user

@@ -501,3 +501,33 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ---- Virtual time ------------------------------------------------------
+
+/// Moves `clock` forward `step` at a time, letting the session settle after
+/// each step, until `pred` accepts an event from `rx` or `limit` of clock
+/// time has passed; returns the accepted event and everything received
+/// before it. No real time is waited for beyond the work each step causes.
+pub fn advance_until(
+    clock: &stslib::clock::ManualClock,
+    rx: &crossbeam_channel::Receiver<stslib::Event>,
+    step: Duration,
+    limit: Duration,
+    mut pred: impl FnMut(&stslib::Event) -> bool,
+) -> (Option<stslib::Event>, Vec<stslib::Event>) {
+    let mut seen = Vec::new();
+    let mut moved = Duration::ZERO;
+    loop {
+        while let Ok(e) = rx.try_recv() {
+            if pred(&e) {
+                return (Some(e), seen);
+            }
+            seen.push(e);
+        }
+        if moved >= limit {
+            return (None, seen);
+        }
+        clock.advance_and_settle(step);
+        moved += step;
+    }
+}

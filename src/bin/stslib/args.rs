@@ -24,6 +24,8 @@ pub(crate) struct CommandLine {
     pub(crate) command: Option<String>,
     pub(crate) args: Vec<String>,
     pub(crate) help: bool,
+    /// `--version` or `-V` was given.
+    pub(crate) version: bool,
 }
 
 pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<CommandLine, Usage> {
@@ -31,8 +33,16 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
     let mut command = None;
     let mut args = Vec::new();
     let mut help = false;
+    let mut version = false;
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
+        if a == "--" {
+            // The rest is `exec`'s command line, passed on untouched: its
+            // `--region` or `--help` are the command's own.
+            args.push(a);
+            args.extend(it.by_ref());
+            break;
+        }
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (a.clone(), None),
@@ -52,6 +62,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
                 }
             }
             "-h" | "--help" => help = true,
+            "-V" | "--version" => version = true,
             "--no-cache" => global.no_cache = true,
             "--no-mfa" => global.no_mfa = true,
             "--verbose" => global.verbose = global.verbose.saturating_add(1),
@@ -67,6 +78,7 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
         command,
         args,
         help,
+        version,
     })
 }
 
@@ -182,6 +194,23 @@ mod tests {
         assert_eq!(cl.global.region.as_deref(), Some("eu-west-1"));
         assert_eq!(cl.global.endpoint.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(cl.args, argv("--profile x"));
+    }
+
+    #[test]
+    fn everything_after_double_dash_is_kept_verbatim() {
+        let cl = split_args(argv(
+            "--endpoint http://127.0.0.1:1 exec --profile p -- aws --region eu-west-1 --help -- x",
+        ))
+        .unwrap();
+        assert_eq!(cl.command.as_deref(), Some("exec"));
+        assert_eq!(cl.global.region, None);
+        assert!(!cl.help);
+        assert_eq!(
+            cl.args,
+            argv("--profile p -- aws --region eu-west-1 --help -- x")
+        );
+        let cl = split_args(argv("--version")).unwrap();
+        assert!(cl.version && cl.command.is_none());
     }
 
     #[test]

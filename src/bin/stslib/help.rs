@@ -3,7 +3,8 @@
 pub(crate) const USAGE: &str = "\
 stslib: AWS STS temporary credentials from the AWS CLI's profile files
 
-Usage: stslib [--region R] [--endpoint URL] <command> [options]
+Usage: stslib [--region R] [--endpoint URL] [--no-cache] <command> [options]
+       stslib --version
 
 Commands:
   profiles [--json]        the normalised profiles of the current files
@@ -11,10 +12,14 @@ Commands:
   credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
               [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
                            one MFA session token, then every role assumed from it
-  credential-process --profile ROLE [--mfa-code CODE] [--lifetime D]
+  credential-process [--profile ROLE] [--mfa-code CODE] [--lifetime D]
                            AWS credential_process JSON for one role (cached)
-  export --profile ROLE [--mfa-code CODE] [--lifetime D]
-                           `export AWS_...` lines for eval
+  export [--profile ROLE] [--format sh|fish|powershell|env] [--mfa-code CODE]
+         [--lifetime D]    `export AWS_...` lines for eval
+  exec [--profile ROLE] [--server] [--lifetime D] [--mfa-code CODE] [--nested]
+       -- COMMAND [ARGS...]
+                           run COMMAND with the role's credentials (--server:
+                           through a loopback endpoint kept fresh for hours)
   session [--profile USER] [--lifetime D] [--mfa-code CODE]
                            get and cache the session token ahead of time
   list                     profiles and what the cache holds for each, time left
@@ -33,9 +38,11 @@ Global options:
                            does the same; other crates only when named
                            (STSLIB_LOG=ureq=debug; ureq's trace prints secrets)
   -h, --help               help
+  -V, --version            print the version
 
+Every --profile defaults to AWS_PROFILE, else `default`.
 Environment: AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE,
-AWS_REGION, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL.
+AWS_REGION, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL.
 Exit status: 0 ok, 1 error, 2 usage.
 ";
 
@@ -60,7 +67,7 @@ first when it is a role profile) and prints account, ARN and user id.
 ";
 
 pub(crate) const CREDENTIALS_USAGE: &str = "\
-Usage: stslib credentials --profile ROLE [--profile ROLE ...] [--mfa-code CODE]
+Usage: stslib credentials [--profile ROLE ...] [--mfa-code CODE]
                           [--lifetime DURATION] [--format vault|boto|json] [--show-secrets]
 
 The stslib flow: the role profiles' common source user (through
@@ -70,7 +77,7 @@ Secret values are printed as \"**redacted**\" unless --show-secrets is given.
 A role that fails is reported on stderr and the others are still printed;
 the exit status is then 1.
 
-  --profile ROLE      a role profile (repeatable)
+  --profile ROLE      a role profile (repeatable; default AWS_PROFILE, else `default`)
   --mfa-code CODE     the 6-digit MFA code (needed when the user has an MFA device)
   --lifetime D        session token lifetime: 900s to 36h, e.g. 45m, 12h, 1h30m
                       (default 12h)
@@ -82,7 +89,7 @@ the exit status is then 1.
 ";
 
 pub(crate) const CREDENTIAL_PROCESS_USAGE: &str = "\
-Usage: stslib credential-process --profile ROLE [--mfa-code CODE] [--lifetime DURATION]
+Usage: stslib credential-process [--profile ROLE] [--mfa-code CODE] [--lifetime DURATION]
 
 Prints credentials for ROLE in the AWS credential_process format
 ({\"Version\": 1, AccessKeyId, SecretAccessKey, SessionToken, Expiration}), so
@@ -95,17 +102,59 @@ cached session token is reused, else one is obtained with GetSessionToken
 (the MFA code from --mfa-code, else asked on the terminal when there is one),
 under a cross-process lock so that processes started together ask once.
 
-  --profile ROLE      the role profile
+  --profile ROLE      the role profile (default: AWS_PROFILE, else `default`)
   --mfa-code CODE     the 6-digit MFA code
   --lifetime D        lifetime of a new session token: 900s to 36h (default 12h)
 ";
 
 pub(crate) const EXPORT_USAGE: &str = "\
-Usage: stslib export --profile ROLE [--mfa-code CODE] [--lifetime DURATION]
+Usage: stslib export [--profile ROLE] [--format sh|fish|powershell|env]
+                     [--mfa-code CODE] [--lifetime DURATION]
 
-Prints `export AWS_ACCESS_KEY_ID=...` lines (and AWS_SECRET_ACCESS_KEY,
-AWS_SESSION_TOKEN, AWS_CREDENTIAL_EXPIRATION) for ROLE, for
-`eval \"$(stslib export --profile ROLE)\"`. Uses the cache as credential-process.
+Prints AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+AWS_CREDENTIAL_EXPIRATION and, when known, AWS_REGION and AWS_DEFAULT_REGION
+for ROLE. Uses the cache as credential-process.
+
+  --profile ROLE   the role profile (default: AWS_PROFILE, else `default`)
+  --format F       sh (default): export NAME='value', for eval \"$(stslib export)\"
+                   fish: set -gx NAME 'value';   for stslib export --format fish | source
+                   powershell: $Env:NAME = 'value', for ... | Invoke-Expression
+                   env: NAME=value, a dotenv file (docker run --env-file)
+
+The region is --region, else the first `region` along the role's chain
+(role profile, source profiles, user), else the `default` profile's.
+";
+
+pub(crate) const EXEC_USAGE: &str = "\
+Usage: stslib exec [--profile ROLE] [--server] [--lifetime DURATION] [--mfa-code CODE]
+                   [--nested] [-- COMMAND [ARGS...]]
+
+Runs COMMAND (default: $SHELL) with ROLE's credentials. The session token is
+the one `stslib session` cached (or a new one, asking for the MFA code).
+
+Without --server the child gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN and AWS_CREDENTIAL_EXPIRATION: static, good until the
+role credentials end (1 hour by default).
+
+With --server it gets AWS_CONTAINER_CREDENTIALS_FULL_URI (http://127.0.0.1:PORT,
+an ephemeral port) and AWS_CONTAINER_AUTHORIZATION_TOKEN (256 random bits),
+which every AWS SDK and the AWS CLI read; the endpoint serves the role's
+credentials, refreshed in the background, until the session token ends, so
+long jobs never see expired credentials. It stops when COMMAND exits.
+
+Both set AWS_REGION and AWS_DEFAULT_REGION when the region is known (as for
+export) and STSLIB_EXEC=ROLE, and remove inherited AWS_PROFILE,
+AWS_DEFAULT_PROFILE and credential variables that would override them.
+
+The exit status is COMMAND's (128+N when killed by signal N; 127 when not
+found). SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to it; Ctrl-C
+(SIGINT) and SIGQUIT reach it from the terminal, and stslib waits for it.
+
+  --profile ROLE    the role profile (default: AWS_PROFILE, else `default`)
+  --server          serve the credentials on a loopback endpoint
+  --lifetime D      lifetime of a new session token: 900s to 36h (default 12h)
+  --mfa-code CODE   the 6-digit MFA code
+  --nested          run even inside another profile's `stslib exec`
 ";
 
 pub(crate) const SESSION_USAGE: &str = "\

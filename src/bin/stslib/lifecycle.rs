@@ -164,23 +164,20 @@ pub(crate) const NO_TERMINAL: &str = "there is no terminal to ask on";
 /// Where a command's MFA code comes from: `--mfa-code CODE`, or
 /// `--mfa-code -` (one line of standard input, read only when a code is
 /// needed: the safe way for scripts, since argv is world-readable in
-/// `/proc`), else the terminal (`prompt`).
+/// `/proc`), else the terminal (`prompt`). A given code serves once (codes
+/// are single-use); a later need asks on the terminal.
 pub(crate) fn code_provider(
     arg: Option<&str>,
     prompt: fn(&str) -> stslib::Result<stslib::Secret>,
 ) -> impl Fn(&str) -> stslib::Result<stslib::Secret> + Send + Sync + 'static {
-    let arg = arg.map(str::to_owned);
-    let from_stdin = std::sync::Mutex::new(None::<stslib::Secret>);
-    move |serial: &str| match arg.as_deref() {
-        Some("-") => {
-            let mut read = from_stdin.lock().unwrap_or_else(|p| p.into_inner());
-            if read.is_none() {
-                *read = Some(read_code_line()?);
-            }
-            Ok(read.clone().expect("just read"))
+    let given = std::sync::Mutex::new(arg.map(str::to_owned));
+    move |serial: &str| {
+        let arg = crate::lock(&given).take();
+        match arg.as_deref() {
+            Some("-") => read_code_line(),
+            Some(code) => Ok(stslib::Secret::new(code)),
+            None => prompt(serial),
         }
-        Some(code) => Ok(stslib::Secret::new(code)),
-        None => prompt(serial),
     }
 }
 

@@ -5,22 +5,24 @@
 //! 2 usage.
 
 mod args;
+mod exec;
 mod help;
 mod lifecycle;
 mod logging;
 mod output;
+mod server;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
 use crate::help::{
-    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXPORT_USAGE, PROFILES_USAGE, SESSION_USAGE,
-    USAGE, WHOAMI_USAGE,
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, PROFILES_USAGE,
+    SESSION_USAGE, USAGE, WHOAMI_USAGE,
 };
 use crate::output::{
     credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
-    Format,
+    ExportFormat, Format,
 };
 
 fn main() -> ExitCode {
@@ -38,6 +40,10 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         Ok(cl) => cl,
         Err(Usage(m)) => return usage_error(&m),
     };
+    if cl.version && !cl.help {
+        let _ = writeln!(out, "stslib {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
     logging::init(cl.global.verbose, env.get(logging::LOG_ENV).as_deref());
     let command = cl.command.as_deref().unwrap_or("help");
     let usage = match command {
@@ -49,6 +55,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "session" => SESSION_USAGE,
         "list" => lifecycle::LIST_USAGE,
         "clear" => lifecycle::CLEAR_USAGE,
+        "exec" => EXEC_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -59,6 +66,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("session") => SESSION_USAGE,
                 Some("list") => lifecycle::LIST_USAGE,
                 Some("clear") => lifecycle::CLEAR_USAGE,
+                Some("exec") => EXEC_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -83,6 +91,13 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "session" => cmd_session(&cl, env, out),
         "list" => lifecycle::cmd_list(&cl, env, out),
         "clear" => lifecycle::cmd_clear(&cl, env, out),
+        "exec" => {
+            let _ = out.flush();
+            match exec::cmd_exec(&cl, env) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
         _ => unreachable!("commands are matched above"),
     };
     match result {
@@ -145,7 +160,7 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
     let profile = opts
         .value("--profile")
         .map(str::to_owned)
-        .unwrap_or_else(|| stslib::FileLocations::from_env(env).profile);
+        .unwrap_or_else(|| default_profile(env));
     let chain = files.chain(&profile)?;
     let client = client_for(&cl.global, env, files.profile(&profile)?)?;
     let mut keys = chain.source.keys.clone();
@@ -191,9 +206,10 @@ fn cmd_credentials(
         &["--profile", "--mfa-code", "--lifetime", "--format"],
         &["--show-secrets"],
     )?;
-    let roles = opts.values("--profile");
+    let fallback = default_profile(env);
+    let mut roles = opts.values("--profile");
     if roles.is_empty() {
-        return Err(Usage("credentials needs at least one --profile ROLE".into()).into());
+        roles.push(&fallback);
     }
     let format = match opts.value("--format").unwrap_or("vault") {
         "vault" => Format::Vault,
@@ -259,6 +275,37 @@ fn common_source(files: &stslib::ProfileFiles, roles: &[&str]) -> Result<String,
     Ok(user.map(|(u, _)| u).unwrap_or_default())
 }
 
+/// The profile a command uses without `--profile`: `AWS_PROFILE`, else
+/// `default`, as the AWS CLI.
+fn default_profile(env: &stslib::Env) -> String {
+    stslib::FileLocations::from_env(env).profile
+}
+
+/// The region a role's credentials are used in: `--region`, else the first
+/// `region` along the role's chain (the role profile, its source profiles,
+/// the user), else the `default` profile's. `None` leaves the environment's
+/// own `AWS_REGION` in charge.
+fn role_region(cl: &CommandLine, files: &stslib::ProfileFiles, role: &str) -> Option<String> {
+    if let Some(r) = &cl.global.region {
+        return Some(r.clone());
+    }
+    let mut names = vec![role.to_owned()];
+    if let Ok(chain) = files.chain(role) {
+        names.extend(chain.roles.iter().rev().map(|h| h.profile.clone()));
+        names.push(chain.source.profile);
+    }
+    names.push("default".into());
+    names
+        .iter()
+        .find_map(|n| files.profile(n).ok()?.get("region").map(str::to_owned))
+        .filter(|r| !r.is_empty())
+}
+
+/// A poisoned lock still holds good data here: the value is replaced whole.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A one-shot session for `user`: no refresher thread; the disk cache on
 /// unless `--no-cache`; the MFA code from `--mfa-code`, else asked on the
 /// terminal when there is one and only when no cached token serves.
@@ -270,6 +317,19 @@ fn session_for(
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
 ) -> Result<stslib::Session, CmdError> {
+    Ok(session_builder_for(cl, env, files, user, lifetime, mfa_code)?.build()?)
+}
+
+/// The builder behind [`session_for`]. A `--mfa-code` serves once (codes
+/// are single-use); a later need asks on the terminal.
+fn session_builder_for(
+    cl: &CommandLine,
+    env: &stslib::Env,
+    files: stslib::ProfileFiles,
+    user: &str,
+    lifetime: std::time::Duration,
+    mfa_code: Option<&str>,
+) -> Result<stslib::SessionBuilder, CmdError> {
     let mut b = stslib::Session::builder()
         .files(files)
         .env(env.clone())
@@ -287,7 +347,7 @@ fn session_for(
     if let Some(e) = &cl.global.endpoint {
         b = b.endpoint(e).iam_endpoint(e);
     }
-    Ok(b.build()?)
+    Ok(b)
 }
 
 /// Asks for the MFA code on the controlling terminal (stdout may be a pipe
@@ -321,23 +381,24 @@ fn prompt_mfa(serial: &str) -> stslib::Result<stslib::Secret> {
     Ok(stslib::Secret::new(line.trim()))
 }
 
-/// The options of `credential-process` and `export`: one role.
+/// The options of `credential-process` and `export`: one role (default
+/// `AWS_PROFILE`, else `default`); returns it, its region and credentials.
 fn one_role(
     cl: &CommandLine,
     env: &stslib::Env,
-    command: &str,
-) -> Result<(String, stslib::Credentials), CmdError> {
-    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    opts: &Opts,
+) -> Result<(String, Option<String>, stslib::Credentials), CmdError> {
     let role = opts
         .value("--profile")
-        .ok_or_else(|| Usage(format!("{command} needs --profile ROLE")))?
-        .to_owned();
+        .map(str::to_owned)
+        .unwrap_or_else(|| default_profile(env));
     let lifetime = match opts.value("--lifetime") {
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
     };
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &[&role])?;
+    let region = role_region(cl, &files, &role);
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
     let mut outcomes = session
         .generate_credentials(&[&role])
@@ -351,8 +412,10 @@ fn one_role(
             })
         })
         .map_err(CmdError::Failed)?;
-    Ok((role, credentials))
+    Ok((role, region, credentials))
 }
+
+const ONE_ROLE_OPTIONS: [&str; 3] = ["--profile", "--mfa-code", "--lifetime"];
 
 /// `credential_process` output for the AWS CLI and SDKs.
 fn cmd_credential_process(
@@ -360,15 +423,33 @@ fn cmd_credential_process(
     env: &stslib::Env,
     out: &mut dyn Write,
 ) -> Result<(), CmdError> {
-    let (_, c) = one_role(cl, env, "credential-process")?;
+    let opts = Opts::parse(&cl.args, &ONE_ROLE_OPTIONS, &[])?;
+    let (_, _, c) = one_role(cl, env, &opts)?;
     out.write_all(credential_process_json(&c).as_bytes())
         .map_err(io_error)
 }
 
-/// `export AWS_...=...` lines for `eval`.
+/// `export AWS_...=...` lines for `eval`, or the same for fish,
+/// PowerShell or a dotenv file.
 fn cmd_export(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
-    let (_, c) = one_role(cl, env, "export")?;
-    out.write_all(export_lines(&c).as_bytes()).map_err(io_error)
+    let mut valued = ONE_ROLE_OPTIONS.to_vec();
+    valued.push("--format");
+    let opts = Opts::parse(&cl.args, &valued, &[])?;
+    let format = match opts.value("--format").unwrap_or("sh") {
+        "sh" => ExportFormat::Sh,
+        "fish" => ExportFormat::Fish,
+        "powershell" => ExportFormat::PowerShell,
+        "env" => ExportFormat::Dotenv,
+        other => {
+            return Err(Usage(format!(
+                "unknown --format `{other}` (sh, fish, powershell or env)"
+            ))
+            .into())
+        }
+    };
+    let (_, region, c) = one_role(cl, env, &opts)?;
+    out.write_all(export_lines(&c, region.as_deref(), format).as_bytes())
+        .map_err(io_error)
 }
 
 /// Gets (or reuses) and caches the session token ahead of time.
@@ -386,7 +467,7 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
     let user = opts
         .value("--profile")
         .map(str::to_owned)
-        .unwrap_or_else(|| stslib::FileLocations::from_env(env).profile);
+        .unwrap_or_else(|| default_profile(env));
     let session = session_for(cl, env, files, &user, lifetime, None)?;
     // An explicit code always means a new session, as --renew does.
     let code = lifecycle::explicit_code(opts.value("--mfa-code"))?;

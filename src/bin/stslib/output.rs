@@ -215,17 +215,57 @@ pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// `export NAME='value'` lines for `eval "$(stslib export ...)"`.
-pub(crate) fn export_lines(c: &stslib::Credentials) -> String {
-    [
+/// The `--format` of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExportFormat {
+    /// `export NAME='value'` (POSIX shells).
+    Sh,
+    /// `set -gx NAME 'value'`.
+    Fish,
+    /// `$Env:NAME = 'value'`.
+    PowerShell,
+    /// `NAME=value`, a dotenv file (`docker run --env-file`, python-dotenv).
+    Dotenv,
+}
+
+/// fish single quotes: only `\` and `'` are escaped.
+fn fish_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// PowerShell single quotes: `'` is doubled.
+fn powershell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The credential variables (and the region, when known, as both
+/// `AWS_REGION` and `AWS_DEFAULT_REGION`) in `format`.
+pub(crate) fn export_lines(
+    c: &stslib::Credentials,
+    region: Option<&str>,
+    format: ExportFormat,
+) -> String {
+    let expiration = c.expiration_iso();
+    let mut vars = vec![
         ("AWS_ACCESS_KEY_ID", c.access_key_id.as_str()),
         ("AWS_SECRET_ACCESS_KEY", c.secret_access_key.expose()),
         ("AWS_SESSION_TOKEN", c.session_token.expose()),
-        ("AWS_CREDENTIAL_EXPIRATION", &c.expiration_iso()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
-    .collect()
+        ("AWS_CREDENTIAL_EXPIRATION", &expiration),
+    ];
+    if let Some(r) = region {
+        vars.push(("AWS_REGION", r));
+        vars.push(("AWS_DEFAULT_REGION", r));
+    }
+    vars.iter()
+        .map(|(k, v)| match format {
+            ExportFormat::Sh => format!("export {k}={}\n", shell_quote(v)),
+            ExportFormat::Fish => format!("set -gx {k} {};\n", fish_quote(v)),
+            ExportFormat::PowerShell => format!("$Env:{k} = {}\n", powershell_quote(v)),
+            // Values are key ids, base64 and ISO times: no quoting needed,
+            // and docker's --env-file would keep quotes literally.
+            ExportFormat::Dotenv => format!("{k}={}\n", v.replace(['\n', '\r'], "")),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,6 +276,12 @@ mod tests {
     fn shell_quoting_survives_quotes() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn fish_and_powershell_quoting() {
+        assert_eq!(fish_quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(powershell_quote("it's"), "'it''s'");
     }
 
     #[test]

@@ -1,0 +1,667 @@
+//! `stslib exec` as a process against the local STS emulator: the child's
+//! environment, exit statuses and signals, nesting, and the `--server`
+//! credential endpoint (protocol, authorization, hostile clients, refresh
+//! while the child runs). Unix only: the children are `sh` scripts.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use stslib::emulator::Emulator;
+
+const USER_KEY: &str = "AKIAEXECTESTUSER0001";
+const USER_SECRET: &str = "exec/test/secret/AAAAAAAAAAAAAAAAAAAAAAAAA";
+const SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
+const CODE: &str = "314159";
+
+/// A temporary HOME with alice (MFA) and roles `a` (region eu-west-3) and
+/// `b`, and a cache directory.
+struct Home {
+    dir: PathBuf,
+}
+
+impl Home {
+    fn new(name: &str, extra_config: &str, extra_credentials: &str) -> Home {
+        let dir = std::env::temp_dir().join(format!("stslib-exec-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".aws")).unwrap();
+        let config = format!(
+            "[profile alice]\nmfa_serial = {SERIAL}\n\
+             [profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = alice\n\
+             region = eu-west-3\n\
+             [profile b]\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = alice\n\
+             {extra_config}"
+        );
+        let credentials = format!(
+            "[alice]\naws_access_key_id = {USER_KEY}\naws_secret_access_key = {USER_SECRET}\n\
+             {extra_credentials}"
+        );
+        std::fs::write(dir.join(".aws/config"), config).unwrap();
+        std::fs::write(dir.join(".aws/credentials"), credentials).unwrap();
+        Home { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `stslib --endpoint EMU exec ARGS` with a clean environment plus `env`.
+    fn command(&self, emu: &Emulator, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stslib"));
+        c.args(["--endpoint", &emu.endpoint(), "exec"])
+            .args(args)
+            .env_clear()
+            .env("HOME", &self.dir)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STSLIB_CACHE_DIR", self.dir.join("cache"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, emu: &Emulator, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(emu, args, env)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run stslib")
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn emulator() -> Emulator {
+    Emulator::builder()
+        .user("alice", USER_KEY, USER_SECRET)
+        .mfa_device("alice", SERIAL, CODE)
+        .require_mfa(true)
+        .start()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `NAME=value` lines of an `env` dump.
+fn env_file(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Waits until `path` has a complete last line (the child wrote it).
+fn wait_for_file(path: &Path, child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("stslib exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stslib did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(signal: &str, target: &str) {
+    let ok = Command::new("kill")
+        .args([signal, "--", target])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {target}");
+}
+
+#[test]
+fn static_credentials_region_marker_and_clean_environment() {
+    let emu = emulator();
+    let home = Home::new("static", "", "");
+    let dump = home.file("env");
+    let script = format!("env > '{}'; exit 7", dump.display());
+    // AWS_PROFILE selects the role; it and the stale credentials are not
+    // passed on.
+    let o = home.run(
+        &emu,
+        &["--mfa-code", CODE, "--", "sh", "-c", &script],
+        &[
+            ("AWS_PROFILE", "a"),
+            ("AWS_ACCESS_KEY_ID", "AKIASTALE"),
+            ("AWS_SECRET_ACCESS_KEY", "stale"),
+            ("AWS_DEFAULT_PROFILE", "x"),
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/creds"),
+            ("UNRELATED", "kept"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let env = env_file(&dump);
+    let key = &env["AWS_ACCESS_KEY_ID"];
+    assert!(key.starts_with("ASIA"), "{key}");
+    assert!(!env["AWS_SECRET_ACCESS_KEY"].is_empty());
+    assert!(!env["AWS_SESSION_TOKEN"].is_empty());
+    assert!(env["AWS_CREDENTIAL_EXPIRATION"].ends_with('Z'));
+    assert_eq!(env["AWS_REGION"], "eu-west-3");
+    assert_eq!(env["AWS_DEFAULT_REGION"], "eu-west-3");
+    assert_eq!(env["STSLIB_EXEC"], "a");
+    assert_eq!(env["UNRELATED"], "kept");
+    for gone in [
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        assert!(!env.contains_key(gone), "{gone} passed on");
+    }
+    // The keys are the role's: GetCallerIdentity with them names role `a`.
+    let client = stslib::StsClient::builder()
+        .endpoint(emu.endpoint())
+        .build()
+        .unwrap();
+    let who = client
+        .get_caller_identity(&stslib::AccessKey {
+            access_key_id: key.clone(),
+            secret_access_key: stslib::Secret::new(env["AWS_SECRET_ACCESS_KEY"].clone()),
+            session_token: Some(stslib::Secret::new(env["AWS_SESSION_TOKEN"].clone())),
+        })
+        .unwrap();
+    assert!(who.arn.contains(":assumed-role/a/"), "{}", who.arn);
+    // --region wins over the profile's; `b` has none and gets none.
+    let o = home.run(
+        &emu,
+        &[
+            "--region",
+            "us-west-2",
+            "--profile",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(env_file(&dump)["AWS_REGION"], "us-west-2");
+    let o = home.run(&emu, &["--profile", "b", "--", "sh", "-c", &script], &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let env = env_file(&dump);
+    assert!(!env.contains_key("AWS_REGION"));
+    assert_eq!(env["STSLIB_EXEC"], "b");
+}
+
+#[test]
+fn exit_statuses_are_the_childs() {
+    let emu = emulator();
+    let home = Home::new("status", "", "");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--profile", "a", "--mfa-code", CODE, "--"];
+        all.extend_from_slice(args);
+        home.run(&emu, &all, &[])
+    };
+    assert_eq!(run(&["true"]).status.code(), Some(0));
+    assert_eq!(run(&["sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(run(&["sh", "-c", "exit 255"]).status.code(), Some(255));
+    // Killed by a signal: 128 + N, as a shell reports it.
+    assert_eq!(run(&["sh", "-c", "kill -TERM $$"]).status.code(), Some(143));
+    assert_eq!(run(&["sh", "-c", "kill -KILL $$"]).status.code(), Some(137));
+    let o = run(&["stslib-no-such-command"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    // The child's stdout is stslib's stdout, untouched.
+    let o = run(&["printf", "a\\nb"]);
+    assert_eq!(o.stdout, b"a\nb");
+    // A usage error is stslib's own (2); the child's arguments are its own.
+    let o = home.run(&emu, &["--bogus", "--", "true"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["sh", "-c", "exit 4", "--help", "--region", "x"]);
+    assert_eq!(o.status.code(), Some(4));
+}
+
+#[test]
+fn nesting_is_refused_for_another_profile_unless_asked() {
+    let emu = emulator();
+    let home = Home::new("nesting", "", "");
+    let args = ["--profile", "a", "--mfa-code", CODE, "--", "true"];
+    let o = home.run(&emu, &args, &[("STSLIB_EXEC", "b")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--nested"), "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 0, "refused before any STS call");
+    let o = home.run(&emu, &args, &[("STSLIB_EXEC", "a")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let nested = ["--nested", "--profile", "a", "--", "true"];
+    let o = home.run(&emu, &nested, &[("STSLIB_EXEC", "b")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// SIGTERM sent to stslib alone reaches the child, and stslib exits with
+/// the child's status after it.
+#[test]
+fn sigterm_is_passed_on_and_waited_for() {
+    let emu = emulator();
+    let home = Home::new("sigterm", "", "");
+    let ready = home.file("ready");
+    let script = format!(
+        "trap 'echo got-term > \"{r}.term\"; exit 42' TERM; echo up > '{r}'; \
+         while :; do sleep 0.05; done",
+        r = ready.display()
+    );
+    let mut child = home
+        .command(
+            &emu,
+            &[
+                "--profile",
+                "a",
+                "--mfa-code",
+                CODE,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            &[],
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&ready, &mut child);
+    kill("-TERM", &child.id().to_string());
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(42));
+    assert!(home.file("ready.term").exists());
+}
+
+/// Ctrl-C at a terminal signals the whole foreground process group: the
+/// child gets it once (stslib does not send a second copy) and stslib,
+/// which must not die of it, exits with the child's status.
+#[test]
+fn sigint_to_the_group_reaches_the_child_once() {
+    use std::os::unix::process::CommandExt;
+    let emu = emulator();
+    let home = Home::new("sigint", "", "");
+    let ready = home.file("ready");
+    // Counts SIGINTs for a while after the first, then exits 40 + count.
+    let script = format!(
+        "n=0; trap 'n=$((n+1))' INT; echo up > '{}'; \
+         while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; exit $((40 + n))",
+        ready.display()
+    );
+    let mut child = home
+        .command(
+            &emu,
+            &[
+                "--profile",
+                "a",
+                "--mfa-code",
+                CODE,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            &[],
+        )
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for_file(&ready, &mut child);
+    kill("-INT", &format!("-{}", child.id()));
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(41));
+}
+
+// ------------------------------------------------------------ --server
+
+/// A child that writes its endpoint, token and environment, then waits
+/// for stdin to close.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    path: String,
+    token: String,
+    env: BTreeMap<String, String>,
+}
+
+fn start_served(home: &Home, emu: &Emulator, env: &[(&str, &str)]) -> Served {
+    let out = home.file("endpoint");
+    let dump = home.file("server-env");
+    let script = format!(
+        "env > '{d}'; printf '%s %s\\n' \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" \
+         \"$AWS_CONTAINER_AUTHORIZATION_TOKEN\" > '{o}'; read line || true",
+        d = dump.display(),
+        o = out.display()
+    );
+    let mut child = home
+        .command(
+            emu,
+            &[
+                "--server",
+                "--profile",
+                "a",
+                "--mfa-code",
+                CODE,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            env,
+        )
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = wait_for_file(&out, &mut child);
+    let (uri, token) = line.trim().split_once(' ').expect("uri and token");
+    let rest = uri.strip_prefix("http://").expect("http URI");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    Served {
+        addr: authority.parse().expect("an IP:port authority"),
+        path: path.to_owned(),
+        token: token.to_owned(),
+        env: env_file(&dump),
+        child,
+    }
+}
+
+impl Served {
+    /// Ends the child (stdin closed) and returns stslib's exit status.
+    fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        let status = wait_exit(&mut self.child);
+        if !status.success() {
+            let mut err = String::new();
+            let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+            eprintln!("stslib stderr: {err}");
+        }
+        status
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let auth = token
+            .map(|t| format!("Authorization: {t}\r\n"))
+            .unwrap_or_default();
+        raw(
+            self.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}\r\n", self.addr).as_bytes(),
+        )
+    }
+
+    fn credentials(&self) -> serde_json::Value {
+        let (status, body) = self.get(&self.path, Some(&self.token));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// Sends `request`, reads the whole response; (status, body).
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("a response within 5 s");
+    parse_response(&text)
+}
+
+fn parse_response(text: &str) -> (u16, String) {
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_owned())
+}
+
+#[test]
+fn server_serves_the_container_credentials_protocol() {
+    let emu = emulator();
+    let home = Home::new("server", "", "");
+    let s = start_served(&home, &emu, &[("AWS_SESSION_TOKEN", "stale")]);
+    assert_eq!(s.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(s.addr.port(), 0);
+    assert_eq!(s.token.len(), 64, "256 bits, hex");
+    for gone in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        assert!(!s.env.contains_key(gone), "{gone} passed on with --server");
+    }
+    assert_eq!(s.env["AWS_REGION"], "eu-west-3");
+    assert!(
+        !s.env.contains_key("AWS_SHARED_CREDENTIALS_FILE"),
+        "no [default] keys to hide"
+    );
+    let v = s.credentials();
+    for field in ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"] {
+        assert!(
+            v[field].as_str().is_some_and(|x| !x.is_empty()),
+            "{field}: {v}"
+        );
+    }
+    assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    let exp = time::OffsetDateTime::parse(
+        v["Expiration"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(exp > time::OffsetDateTime::now_utc());
+    // Authorization: missing, wrong, a prefix, twice -> 403; path, method.
+    assert_eq!(s.get(&s.path, None).0, 403);
+    assert_eq!(s.get(&s.path, Some("wrong")).0, 403);
+    assert_eq!(s.get(&s.path, Some(&s.token[..63])).0, 403);
+    assert_eq!(s.get(&s.path, Some(&format!("Bearer {}", s.token))).0, 403);
+    let twice = format!(
+        "GET {} HTTP/1.1\r\nAuthorization: {t}\r\nAuthorization: {t}\r\n\r\n",
+        s.path,
+        t = s.token
+    );
+    assert_eq!(raw(s.addr, twice.as_bytes()).0, 403);
+    assert_eq!(s.get("/other", Some(&s.token)).0, 404);
+    let post = format!(
+        "POST {} HTTP/1.1\r\nAuthorization: {}\r\n\r\n",
+        s.path, s.token
+    );
+    assert_eq!(raw(s.addr, post.as_bytes()).0, 405);
+    let addr = s.addr;
+    assert_eq!(s.finish().code(), Some(0));
+    // Stopped with the child: nothing listens any more.
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn server_survives_hostile_clients() {
+    let emu = emulator();
+    let home = Home::new("hostile", "", "");
+    let s = start_served(&home, &emu, &[]);
+    // Garbage and malformed heads: 400, and the server goes on.
+    assert_eq!(raw(s.addr, b"\x00\x01\x02garbage\r\n\r\n").0, 400);
+    assert_eq!(raw(s.addr, b"GET / HTTP/9.9\r\n\r\n").0, 400);
+    assert_eq!(
+        raw(s.addr, b"GET / HTTP/1.1\r\nno-colon-here\r\n\r\n").0,
+        400
+    );
+    // A huge header: refused at the bound (431), or the connection reset
+    // while we were still sending; never an unbounded read.
+    {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', 1 << 20));
+        let _ = c.write_all(&head);
+        let mut text = String::new();
+        match c.read_to_string(&mut text) {
+            Ok(_) if !text.is_empty() => assert_eq!(parse_response(&text).0, 431),
+            _ => {} // reset: the server closed with unread input
+        }
+    }
+    // Slowloris: connections that send nothing or trickle a few bytes,
+    // more than there are workers. A real request is still answered, and
+    // the slow ones are cut off by the server's deadline.
+    let mut slow: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let c = TcpStream::connect(s.addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c
+        })
+        .collect();
+    for c in slow.iter_mut().take(6) {
+        c.write_all(b"GET / HT").unwrap();
+    }
+    assert_eq!(
+        s.credentials()["AccessKeyId"].as_str().map(|k| &k[..4]),
+        Some("ASIA")
+    );
+    for mut c in slow {
+        let _ = c.write_all(b"T");
+        let mut text = String::new();
+        // 408 (or a bare close): the server did not wait for us forever.
+        let r = c.read_to_string(&mut text);
+        assert!(r.is_ok() || text.is_empty(), "{r:?}");
+        if !text.is_empty() {
+            assert_eq!(parse_response(&text).0, 408, "{text}");
+        }
+    }
+    // A flood of idle connections beyond the queue: the overflow gets an
+    // immediate 503, and a client that retries (as the SDKs do) gets
+    // through once the idle ones hit their deadline.
+    let flood: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(s.addr).ok())
+        .collect();
+    let mut served = false;
+    for _ in 0..10 {
+        let (status, _) = s.get(&s.path, Some(&s.token));
+        if status == 200 {
+            served = true;
+            break;
+        }
+        assert_eq!(status, 503);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(served, "never served during the flood");
+    drop(flood);
+    assert_eq!(
+        s.credentials()["Token"].as_str().map(str::is_empty),
+        Some(false)
+    );
+    assert_eq!(s.finish().code(), Some(0));
+}
+
+/// With 2-second role credentials the refresher renews the role while the
+/// child runs, and the endpoint serves each new set: a child that keeps
+/// asking (as an SDK does when its copy nears expiry) sees them change
+/// without restarting, and is never served expired credentials.
+#[test]
+fn server_serves_refreshed_credentials_while_the_child_runs() {
+    let emu = Emulator::builder()
+        .user("alice", USER_KEY, USER_SECRET)
+        .mfa_device("alice", SERIAL, CODE)
+        .role_lifetime(Duration::from_secs(2))
+        .start()
+        .unwrap();
+    let home = Home::new("refresh", "", "");
+    let s = start_served(&home, &emu, &[]);
+    let mut keys: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(9);
+    while keys.len() < 4 && Instant::now() < deadline {
+        let v = s.credentials();
+        let exp = time::OffsetDateTime::parse(
+            v["Expiration"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert!(exp > time::OffsetDateTime::now_utc(), "served expired: {v}");
+        let key = v["AccessKeyId"].as_str().unwrap().to_owned();
+        if keys.last() != Some(&key) {
+            keys.push(key);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        keys.len() >= 4,
+        "only {} credential sets seen: {keys:?}",
+        keys.len()
+    );
+    assert_eq!(s.finish().code(), Some(0));
+}
+
+#[test]
+fn server_hides_default_keys_of_the_credentials_file_and_refuses_config_ones() {
+    let emu = emulator();
+    // `aws configure` style: [default] keys in the credentials file would
+    // win over the endpoint in every SDK; the child gets /dev/null instead.
+    let home = Home::new(
+        "default-keys",
+        "",
+        "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = x\n",
+    );
+    let s = start_served(&home, &emu, &[]);
+    assert_eq!(s.env["AWS_SHARED_CREDENTIALS_FILE"], "/dev/null");
+    assert_eq!(s.finish().code(), Some(0));
+    // In the config file: refused, naming file, line and key.
+    let home = Home::new(
+        "default-config",
+        "[default]\ncredential_process = somewhere\n",
+        "",
+    );
+    let o = home.run(
+        &emu,
+        &[
+            "--server",
+            "--profile",
+            "a",
+            "--mfa-code",
+            CODE,
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("credential_process") && err.contains(".aws/config:"),
+        "{err}"
+    );
+    // Without --server the environment variables win: no conflict.
+    let o = home.run(
+        &emu,
+        &["--profile", "a", "--mfa-code", CODE, "--", "true"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
