@@ -1,4 +1,4 @@
-//! Where STS and IAM requests go: endpoint resolution (pure; the
+//! Where STS, IAM and KMS requests go: endpoint resolution (pure; the
 //! environment comes in through [`Env`]).
 //!
 //! STS: regional by default, `https://sts.{region}.{partition domain}`.
@@ -14,6 +14,10 @@
 //! `cn-north-1`, ...). Overrides: the explicit setting,
 //! `AWS_ENDPOINT_URL_IAM`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`
 //! (which the AWS SDKs apply to every service).
+//!
+//! KMS is regional in every partition, `https://kms.{region}.{partition
+//! domain}`; overrides: the explicit setting, `AWS_ENDPOINT_URL_KMS`,
+//! `AWS_ENDPOINT_URL`, the profile's `endpoint_url`.
 //!
 //! Plain `http://` is refused unless the host is loopback (`127.0.0.0/8`,
 //! `::1`, `localhost`): request bodies carry MFA codes and responses carry
@@ -143,6 +147,31 @@ pub(crate) fn resolve_iam(
         .or_else(|| env.get("AWS_ENDPOINT_URL"))
         .or_else(|| profile_endpoint_url.map(str::to_owned));
     parse_endpoint(overridden.as_deref().unwrap_or(default_url), signing_region)
+}
+
+/// Resolves the KMS endpoint: `https://kms.{region}.{partition domain}`,
+/// signed for `region` (KMS keys live in one region). Overrides, first
+/// found wins: `explicit`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, the
+/// profile's `endpoint_url`; an override is still signed for `region`.
+pub(crate) fn resolve_kms(
+    region: &str,
+    explicit: Option<&str>,
+    profile_endpoint_url: Option<&str>,
+    env: &Env,
+) -> Result<Endpoint> {
+    validate_region(region)?;
+    let overridden = explicit
+        .map(str::to_owned)
+        .or_else(|| env.get("AWS_ENDPOINT_URL_KMS"))
+        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+        .or_else(|| profile_endpoint_url.map(str::to_owned));
+    match overridden {
+        Some(url) => parse_endpoint(&url, region),
+        None => parse_endpoint(
+            &format!("https://kms.{region}.{}", dns_suffix(region)),
+            region,
+        ),
+    }
 }
 
 fn iam_default(region: &str) -> (&'static str, &'static str) {
@@ -315,6 +344,62 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kms_endpoints_by_partition_and_overrides() {
+        let none = Env::from_pairs::<&str, &str>([]);
+        let url = |region, explicit, profile, env: &Env| {
+            resolve_kms(region, explicit, profile, env)
+                .map(|e| (e.url, e.signing_region))
+                .ok()
+        };
+        let own = |u: &str, r: &str| Some((u.to_owned(), r.to_owned()));
+        assert_eq!(
+            url("eu-west-1", None, None, &none),
+            own("https://kms.eu-west-1.amazonaws.com/", "eu-west-1")
+        );
+        assert_eq!(
+            url("cn-north-1", None, None, &none),
+            own("https://kms.cn-north-1.amazonaws.com.cn/", "cn-north-1")
+        );
+        assert_eq!(
+            url("us-gov-west-1", None, None, &none),
+            own("https://kms.us-gov-west-1.amazonaws.com/", "us-gov-west-1")
+        );
+        assert_eq!(
+            url("us-isob-east-1", None, None, &none),
+            own(
+                "https://kms.us-isob-east-1.sc2s.sgov.gov/",
+                "us-isob-east-1"
+            )
+        );
+        let both = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:2"),
+        ]);
+        let general = Env::from_pairs([("AWS_ENDPOINT_URL", "http://localhost:2")]);
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &both),
+            own("http://127.0.0.1:1/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &general),
+            own("http://localhost:2/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &none),
+            own("http://127.0.0.1:3/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", Some("http://[::1]:4"), None, &both),
+            own("http://[::1]:4/", "us-east-1")
+        );
+        assert!(matches!(
+            resolve_kms("us-east-1", Some("http://kms.example.com"), None, &none),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+        assert!(resolve_kms("US_EAST", None, None, &none).is_err());
+    }
 
     #[test]
     fn no_proxy_lists() {

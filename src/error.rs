@@ -105,6 +105,15 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// A kmsauth token was refused. `Display` is python-kmsauth's
+    /// `TokenValidationError` message, word for word; the KMS error behind
+    /// a `General error.` or a connection failure is the `source()`.
+    InvalidToken {
+        /// Which check refused it.
+        reason: crate::kmsauth::TokenRejection,
+        /// The error that caused it, when one did.
+        source: Option<Box<Error>>,
+    },
     /// The application's MFA code provider panicked. A refresher that meets
     /// this stops asking the provider.
     MfaProvider {
@@ -252,6 +261,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Thread { message } => write!(f, "thread: {message}"),
+            Error::InvalidToken { reason, .. } => fmt::Display::fmt(reason, f),
             Error::MfaProvider { message } => write!(f, "the MFA provider panicked: {message}"),
             Error::NoCredentials { profile, message } => {
                 write!(f, "no valid credentials for `{profile}`: {message}")
@@ -282,6 +292,9 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             Error::Service(e) => Some(&**e),
             Error::Transport {
+                source: Some(s), ..
+            } => Some(&**s),
+            Error::InvalidToken {
                 source: Some(s), ..
             } => Some(&**s),
             _ => None,

@@ -91,10 +91,12 @@ mod rand;
 mod secret;
 
 mod chain;
+mod limits;
 mod location;
 mod profile;
 
 mod endpoint;
+mod kms;
 mod sign;
 mod sts;
 mod transport;
@@ -109,6 +111,8 @@ mod slot;
 
 mod cache;
 
+pub mod kmsauth;
+
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
@@ -117,12 +121,10 @@ pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
 pub use crate::event::Event;
+pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::session::{
-    RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin, DEFAULT_ROLE_LIFETIME,
-    DEFAULT_TOKEN_LIFETIME,
-};
+pub use crate::session::{RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin};
 pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --
@@ -132,4 +134,7 @@ pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
 pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::kms::{
+    DecryptOutput, EncryptOutput, EncryptionContext, KeyMetadata, KmsClient, KmsClientBuilder,
+};
 pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};

@@ -648,14 +648,10 @@ fn assume_one(
     spec: &RoleSpec,
     cancel: Option<&Receiver<()>>,
 ) -> Result<Credentials> {
-    let mut keys = token_keys.clone();
-    let mut last = None;
-    for hop in &spec.hops {
-        let assumed = inner.client.assume_role_cancellable(&keys, hop, cancel)?;
-        keys = assumed.credentials.access_key();
-        last = Some(assumed.credentials);
-    }
-    last.ok_or_else(|| Error::invalid_profile(&spec.profile, Some("role_arn"), "no role to assume"))
+    inner
+        .client
+        .assume_role_chain_cancellable(token_keys, &spec.hops, cancel)
+        .map(|assumed| assumed.credentials)
 }
 
 #[cfg(test)]

@@ -92,17 +92,18 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                 std::thread::yield_now();
             }
         });
-        // 100 ms of clock time per step, up to 15 s: several lifetimes.
-        let (_, seen) = advance_until(
-            &t,
-            &events,
-            Duration::from_millis(100),
-            Duration::from_secs(15),
-            |e| {
+        // 100 ms of clock time per step, up to 15 s: several lifetimes; the
+        // reader polls at least once between steps.
+        let mut seen = Vec::new();
+        let mut done = false;
+        for _ in 0..150 {
+            let polled = polls.load(Ordering::Relaxed);
+            t.advance_and_settle(Duration::from_millis(100));
+            for e in events.try_iter() {
                 if let Event::Refreshed {
                     profile,
                     expiration,
-                } = e
+                } = &e
                 {
                     // Published before announced: readers already see it.
                     let held = session.credentials();
@@ -126,11 +127,20 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                         other => panic!("{profile}: not its role's credentials: {other:?}"),
                     }
                     *refreshed.entry(profile.clone()).or_default() += 1;
-                    return refreshed.len() == roles.len() && refreshed.values().all(|&n| n >= 3);
                 }
-                false
-            },
-        );
+                seen.push(e);
+            }
+            done = refreshed.len() == roles.len() && refreshed.values().all(|&n| n >= 3);
+            if done {
+                break;
+            }
+            assert!(
+                eventually(Duration::from_secs(5), || polls.load(Ordering::Relaxed)
+                    > polled),
+                "the reader stopped polling"
+            );
+        }
+        assert!(done, "not refreshed 3 times each: {refreshed:?}");
         other.extend(
             seen.into_iter()
                 .filter(|e| !matches!(e, Event::Refreshed { .. })),

@@ -19,7 +19,8 @@ use crate::secret::Secret;
 use crate::slot::Slot;
 use crate::sts::StsClientBuilder;
 
-use super::{Session, DEFAULT_TOKEN_LIFETIME};
+use super::Session;
+use crate::limits::DEFAULT_TOKEN_LIFETIME;
 
 /// Builds a [`Session`].
 ///

@@ -319,14 +319,17 @@ impl Session {
 
 /// `lifetime` as STS's `DurationSeconds`: whole seconds, 15 min to 36 h.
 pub(super) fn token_seconds(lifetime: Duration) -> Result<u32> {
+    let range = crate::limits::SESSION_TOKEN_SECONDS;
     u32::try_from(lifetime.as_secs())
         .ok()
-        .filter(|s| (900..=129_600).contains(s) && lifetime.subsec_nanos() == 0)
+        .filter(|s| range.contains(s) && lifetime.subsec_nanos() == 0)
         .ok_or_else(|| {
             Error::invalid_input(
                 "DurationSeconds",
                 format!(
-                    "session token lifetime must be whole seconds from 900 to 129600, got {lifetime:?}"
+                    "session token lifetime must be whole seconds from {} to {}, got {lifetime:?}",
+                    range.start(),
+                    range.end()
                 ),
             )
         })

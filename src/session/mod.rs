@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::chain;
 use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
@@ -20,17 +21,10 @@ use crate::event::Event;
 use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher, Shared};
 use crate::slot::{CredentialSet, RoleSpec, Snapshot};
-use crate::sts::{AssumeRoleRequest, StsClient};
+use crate::sts::StsClient;
 
 pub use builder::SessionBuilder;
 pub use cache_flow::{TokenMiss, TokenOrigin};
-
-/// The default session-token lifetime: 12 hours, as STS's own default.
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-/// The default role-credential lifetime: 1 hour, the most AWS allows for a
-/// role assumed with session credentials.
-pub const DEFAULT_ROLE_LIFETIME: u32 = 3600;
 
 /// One IAM user's MFA session token and the role credentials assumed from
 /// it, kept fresh by one background thread.
@@ -266,23 +260,9 @@ impl Session {
         }
         let last = chain.roles.last().expect("checked non-empty above");
         let role_arn = last.role_arn.clone();
-        let lifetime = last.duration_seconds.unwrap_or(DEFAULT_ROLE_LIFETIME);
-        let hops = chain
-            .roles
-            .iter()
-            .map(|hop| {
-                let name = hop
-                    .role_session_name
-                    .clone()
-                    .unwrap_or_else(|| default_session_name(&hop.profile));
-                let mut req = AssumeRoleRequest::new(&hop.role_arn, name)
-                    .duration_seconds(hop.duration_seconds.unwrap_or(DEFAULT_ROLE_LIFETIME));
-                if let Some(id) = &hop.external_id {
-                    req = req.external_id(id);
-                }
-                req
-            })
-            .collect();
+        let lifetime = chain::hop_lifetime(last);
+        // The session token carries MFA: hops send no device or code.
+        let hops = chain.assume_role_requests(None);
         Ok(RoleSpec {
             profile: profile.to_owned(),
             hops,
@@ -356,6 +336,42 @@ impl Session {
     }
 }
 
+/// Reads one role profile's valid credentials from a session's slot, from
+/// any thread and for as long as it is held (kmsauth signs with it; the
+/// session's refresher keeps the credentials fresh while the session lives).
+#[derive(Clone)]
+pub(crate) struct RoleReader {
+    shared: Arc<Shared>,
+    profile: String,
+}
+
+impl RoleReader {
+    pub(crate) fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// The role's credentials, if valid now.
+    pub(crate) fn get(&self) -> Option<Credentials> {
+        self.shared
+            .slot
+            .get()
+            .roles
+            .get(&self.profile)
+            .filter(|c| c.expiration.unix_timestamp_nanos() > self.shared.now_nanos())
+            .map(|c| (**c).clone())
+    }
+}
+
+impl Session {
+    /// A reader of `profile`'s role credentials that outlives this borrow.
+    pub(crate) fn role_reader(&self, profile: &str) -> RoleReader {
+        RoleReader {
+            shared: Arc::clone(&self.shared),
+            profile: profile.to_owned(),
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         if let Err(e) = self.halt_refresher() {
@@ -364,34 +380,6 @@ impl Drop for Session {
     }
 }
 
-/// `sts-<profile>`, made a valid RoleSessionName (`[\w+=,.@-]{2,64}`).
-pub(crate) fn default_session_name(profile: &str) -> String {
-    let mut name: String = format!("sts-{profile}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name.truncate(64);
-    name
-}
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_session_names_are_valid() {
-        assert_eq!(default_session_name("prod"), "sts-prod");
-        assert_eq!(default_session_name("a b/c"), "sts-a-b-c");
-        assert_eq!(default_session_name(&"x".repeat(100)).len(), 64);
-    }
 }

@@ -325,6 +325,39 @@ impl StsClient {
             .map_err(|e| with_header_request_id(e, reply.request_id))
     }
 
+    /// `AssumeRole` for each request in turn, the first signed with `keys`
+    /// and each next with the credentials of the one before: a profile's
+    /// chain (see [`Chain::assume_role_requests`](crate::Chain::assume_role_requests)).
+    /// Returns the last role's answer; an empty chain is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    pub fn assume_role_chain(
+        &self,
+        keys: &AccessKey,
+        hops: &[AssumeRoleRequest],
+    ) -> Result<AssumedRole> {
+        self.assume_role_chain_cancellable(keys, hops, None)
+    }
+
+    /// [`assume_role_chain`](Self::assume_role_chain), each call's retry
+    /// backoff ending early on `cancel` (see
+    /// [`assume_role_cancellable`](Self::assume_role_cancellable)).
+    pub(crate) fn assume_role_chain_cancellable(
+        &self,
+        keys: &AccessKey,
+        hops: &[AssumeRoleRequest],
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<AssumedRole> {
+        let (first, rest) = hops
+            .split_first()
+            .ok_or_else(|| Error::invalid_input("RoleArn", "a chain needs at least one role"))?;
+        let mut assumed = self.assume_role_cancellable(keys, first, cancel)?;
+        for hop in rest {
+            let keys = assumed.credentials.access_key();
+            assumed = self.assume_role_cancellable(&keys, hop, cancel)?;
+        }
+        Ok(assumed)
+    }
+
     /// `GetCallerIdentity`: who `keys` belong to.
     pub fn get_caller_identity(&self, keys: &AccessKey) -> Result<CallerIdentity> {
         let reply = self.call("GetCallerIdentity", Service::Sts, keys, &[], None)?;

@@ -163,30 +163,24 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
         .unwrap_or_else(|| default_profile(env));
     let chain = files.chain(&profile)?;
     let client = client_for(&cl.global, env, files.profile(&profile)?)?;
-    let mut keys = chain.source.keys.clone();
-    for hop in &chain.roles {
-        let name = hop
-            .role_session_name
-            .clone()
-            .unwrap_or_else(|| format!("stslib-{}", std::process::id()));
-        let mut req = stslib::AssumeRoleRequest::new(&hop.role_arn, name);
-        if let Some(d) = hop.duration_seconds {
-            req = req.duration_seconds(d);
-        }
-        if let Some(id) = &hop.external_id {
-            req = req.external_id(id);
-        }
-        if let Some(serial) = &hop.mfa_serial {
-            let code = opts.value("--mfa-code").ok_or_else(|| {
-                Usage(format!(
-                    "profile `{}` names mfa_serial {serial}: pass --mfa-code",
-                    hop.profile
-                ))
-            })?;
-            req = req.serial_number(serial).token_code(code);
-        }
-        keys = client.assume_role(&keys, &req)?.credentials.access_key();
+    let code = opts.value("--mfa-code");
+    if let (Some(hop), None) = (chain.mfa_hop(), code) {
+        return Err(Usage(format!(
+            "profile `{}` names mfa_serial {}: pass --mfa-code",
+            hop.profile,
+            hop.mfa_serial.as_deref().unwrap_or_default()
+        ))
+        .into());
     }
+    let keys = if chain.roles.is_empty() {
+        chain.source.keys.clone()
+    } else {
+        let hops = chain.assume_role_requests(code);
+        client
+            .assume_role_chain(&chain.source.keys, &hops)?
+            .credentials
+            .access_key()
+    };
     let who = client.get_caller_identity(&keys)?;
     let text = format!(
         "Account: {}\nArn:     {}\nUserId:  {}\n",
