@@ -422,3 +422,128 @@ fn one_validator_serves_many_threads() {
         "{decrypts} Decrypts for 4 tokens"
     );
 }
+
+// ------------------------------------------------------------ the command
+
+fn stslib_cmd(emu: &Emulator) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stslib"));
+    c.env_clear()
+        .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_ACCESS_KEY)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL_KMS", emu.endpoint())
+        .env("HOME", "/nonexistent");
+    c
+}
+
+fn run_cmd(mut c: std::process::Command, stdin: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn command_generates_and_validates() {
+    init_logger();
+    let emu = emulator();
+    let mut g = stslib_cmd(&emu);
+    g.args([
+        "kmsauth", "generate", "--key", SERVICE, "--from", "svc-a", "--to", "svc-b",
+    ])
+    .args(["--context", "env=prod", "--format", "json"]);
+    let (code, out, err) = run_cmd(g, "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["username"], "2/service/svc-a");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let nb = time::OffsetDateTime::parse(
+        v["not_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let na = time::OffsetDateTime::parse(
+        v["not_after"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(na - nb, time::Duration::minutes(10));
+
+    let validate = |to: &str, token_arg: &str, stdin: &str| {
+        let mut c = stslib_cmd(&emu);
+        c.args([
+            "kmsauth", "validate", "--key", OTHER, "--key", SERVICE, "--to", to,
+        ])
+        .args([
+            "--username",
+            "2/service/svc-a",
+            "--token",
+            token_arg,
+            "--context",
+            "env=prod",
+        ]);
+        run_cmd(c, stdin)
+    };
+    let (code, out, err) = validate("svc-b", &token, "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            v["version"].as_u64(),
+            v["from"].as_str(),
+            v["user_type"].as_str(),
+            v["key_alias"].as_str()
+        ),
+        (Some(2), Some("svc-a"), Some("service"), Some(SERVICE))
+    );
+    assert!(v["payload"]["not_after"].is_string(), "{out}");
+    // `--token -` reads it from stdin, out of argv.
+    let (code, _, err) = validate("svc-b", "-", &format!("{token}\n"));
+    assert_eq!(code, 0, "{err}");
+    // Refused: exit 1, one stderr line with python-kmsauth's message.
+    let (code, out, err) = validate("svc-c", &token, "");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Authentication error. General error."),
+        "{err}"
+    );
+    assert!(err.contains("InvalidCiphertextException"), "{err}");
+
+    let mut t = stslib_cmd(&emu);
+    t.args([
+        "kmsauth",
+        "generate",
+        "--key",
+        SERVICE,
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "--token-version",
+        "1",
+    ]);
+    let (code, out, _) = run_cmd(t, "");
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1);
+    let mut bad = stslib_cmd(&emu);
+    bad.args(["kmsauth", "generate", "--key", SERVICE, "--from", "a"]);
+    let (code, _, err) = run_cmd(bad, "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--to"), "{err}");
+}

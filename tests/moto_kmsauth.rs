@@ -772,3 +772,84 @@ fn negative_cases_agree() {
         .validate("2/service/svc-a", &raw_token(7))
         .is_ok());
 }
+
+/// `stslib kmsauth generate` output validates in python-kmsauth, and a
+/// python-kmsauth token validates with `stslib kmsauth validate`.
+#[test]
+fn command_interop() {
+    let Some(p) = peer("command_interop") else {
+        return;
+    };
+    let alice = p.alice();
+    let cmd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stslib"));
+        c.env_clear()
+            .env("AWS_ACCESS_KEY_ID", &alice.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", alice.secret_access_key.expose())
+            .env("AWS_REGION", p.s("/region"))
+            .env("AWS_ENDPOINT_URL", p.s("/endpoint"))
+            .env("HOME", "/nonexistent");
+        c
+    };
+    let out = cmd()
+        .args([
+            "kmsauth",
+            "generate",
+            "--key",
+            p.alias("user"),
+            "--from",
+            "alice",
+        ])
+        .args(["--to", "svc-b", "--user-type", "user"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let made = p.python(vec![
+        Config::new(&p).python_op("2/user/alice", &token),
+        json!({"op": "generate", "key": p.alias("service"), "from": "svc-a", "to": "svc-b",
+               "user_type": "service", "version": 1, "lifetime": 10, "context": {}}),
+    ]);
+    assert_eq!(python_verdict(&made[0]), Ok(p.alias("user").to_owned()));
+    let py_token = made[1]["token"].as_str().unwrap();
+    let out = cmd()
+        .args([
+            "kmsauth",
+            "validate",
+            "--key",
+            p.alias("service"),
+            "--to",
+            "svc-b",
+        ])
+        .args(["--username", "svc-a", "--token", py_token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["version"].as_u64(), v["key_alias"].as_str()),
+        (Some(1), Some(p.alias("service")))
+    );
+    let out = cmd()
+        .args([
+            "kmsauth",
+            "validate",
+            "--key",
+            p.alias("service"),
+            "--to",
+            "someone-else",
+        ])
+        .args(["--username", "svc-a", "--token", py_token])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Authentication error. General error."));
+}

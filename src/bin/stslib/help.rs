@@ -24,6 +24,8 @@ Commands:
                            get and cache the session token ahead of time
   list                     profiles and what the cache holds for each, time left
   clear [--profile P]      delete cached sessions and roles (of P, or all)
+  kmsauth generate|validate ...
+                           python-kmsauth tokens (KMS Encrypt/Decrypt)
   help [command]           this text, or a command's
 
 Global options:
@@ -166,4 +168,35 @@ until it ends; a valid cached token is reused. Prints when it ends.
 
   --lifetime D        900s to 36h, e.g. 45m, 12h, 1h30m (default 12h)
   --mfa-code CODE     the 6-digit MFA code (asked on the terminal when missing)
+";
+
+pub(crate) const KMSAUTH_USAGE: &str = "\
+Usage: stslib kmsauth generate --key KEY --from NAME --to NAME
+                               [--user-type service|user] [--token-version 1|2]
+                               [--lifetime 10m] [--context K=V]... [--profile P]
+                               [--format text|json]
+       stslib kmsauth validate --key KEY... [--user-key KEY]... [--scoped-key KEY=ACCOUNT]...
+                               --to NAME --username NAME --token TOKEN|-
+                               [--context K=V]... [--min-token-version N]
+                               [--max-token-version N] [--max-lifetime 60m] [--profile P]
+
+KMS authentication tokens, byte-compatible with python-kmsauth 0.6.3.
+
+generate prints the token alone (text), or {\"username\", \"token\", \"not_before\",
+\"not_after\"} (json). The username to send with it is `NAME` (version 1) or
+`2/TYPE/NAME` (version 2, the default). KEY: alias name, alias ARN, key id or
+key ARN. The token is back-dated 3 minutes; --lifetime must exceed that.
+
+validate prints {\"username\", \"version\", \"from\", \"user_type\", \"payload\",
+\"key_alias\"} and exits 0, or exits 1 with one line on stderr holding
+python-kmsauth's message (e.g. \"Authentication error. General error.\").
+--key is a service key, --user-key a user key, --scoped-key a service key of
+another account. --token - reads the token from stdin (keeps it out of argv).
+
+Credentials: --profile when given; else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+(and AWS_SESSION_TOKEN) when set; else AWS_PROFILE or `default`. A role
+profile is assumed through the cached session (--mfa-code CODE when needed).
+Region: --region, the profile's region, AWS_REGION. Endpoint:
+AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, the profile's endpoint_url, then
+https://kms.REGION.amazonaws.com (plain http only to loopback).
 ";

@@ -7,6 +7,7 @@
 mod args;
 mod exec;
 mod help;
+mod kmsauth;
 mod lifecycle;
 mod logging;
 mod output;
@@ -17,8 +18,8 @@ use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
 use crate::help::{
-    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, PROFILES_USAGE,
-    SESSION_USAGE, USAGE, WHOAMI_USAGE,
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, KMSAUTH_USAGE,
+    PROFILES_USAGE, SESSION_USAGE, USAGE, WHOAMI_USAGE,
 };
 use crate::output::{
     credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
@@ -56,6 +57,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "list" => lifecycle::LIST_USAGE,
         "clear" => lifecycle::CLEAR_USAGE,
         "exec" => EXEC_USAGE,
+        "kmsauth" => KMSAUTH_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -67,6 +69,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("list") => lifecycle::LIST_USAGE,
                 Some("clear") => lifecycle::CLEAR_USAGE,
                 Some("exec") => EXEC_USAGE,
+                Some("kmsauth") => KMSAUTH_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -91,6 +94,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "session" => cmd_session(&cl, env, out),
         "list" => lifecycle::cmd_list(&cl, env, out),
         "clear" => lifecycle::cmd_clear(&cl, env, out),
+        "kmsauth" => kmsauth::cmd_kmsauth(&cl, env, out),
         "exec" => {
             let _ = out.flush();
             match exec::cmd_exec(&cl, env) {
