@@ -127,8 +127,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Timeout of each phase of an STS call attempt (send, await the
-    /// answer, read it). Defaults to the client's
+    /// How long an STS call attempt waits for the server (per read or
+    /// write; twice that per phase). Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
