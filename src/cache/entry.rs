@@ -156,7 +156,10 @@ pub(crate) fn file_name(key: &Key<'_>) -> String {
 fn iso(t: OffsetDateTime) -> Result<String> {
     t.to_offset(UtcOffset::UTC)
         .format(&Rfc3339)
-        .map_err(|e| Error::invalid_input("expiration", format!("time not representable: {e}")))
+        .map_err(|e| Error::CacheFormat {
+            field: "expiration",
+            message: format!("time not representable: {e}"),
+        })
 }
 
 /// The entry's text. `clock_offset` is STS's clock minus the local one, as
@@ -190,7 +193,10 @@ pub(crate) fn encode(
     let mut out = String::new();
     for (name, value) in lines {
         if value.contains(['\n', '\r']) {
-            return Err(Error::invalid_input(name, "contains a line break"));
+            return Err(Error::CacheFormat {
+                field: name,
+                message: "contains a line break".into(),
+            });
         }
         out.push_str(name);
         out.push('=');
@@ -456,7 +462,7 @@ mod tests {
         let e = encode(&token_key(), &c, NOW, Duration::ZERO).unwrap_err();
         assert!(matches!(
             e,
-            Error::InvalidInput {
+            Error::CacheFormat {
                 field: "session_token",
                 ..
             }
@@ -471,7 +477,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             e,
-            Error::InvalidInput {
+            Error::CacheFormat {
                 field: "source_profile",
                 ..
             }

@@ -376,7 +376,7 @@ impl Cache {
     /// learnt from STS, replacing any entry atomically. Creates the
     /// directory (mode `0700`) if needed.
     ///
-    /// Fails with [`Error::InvalidInput`] when a field contains a line
+    /// Fails with [`Error::CacheFormat`] when a field contains a line
     /// break, and with [`Error::Io`] when the entry cannot be written or the
     /// directory is not trusted.
     pub fn store_token(
