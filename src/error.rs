@@ -207,6 +207,24 @@ impl Error {
     }
 }
 
+/// How many names a message lists before "and N more".
+pub(crate) const MAX_LISTED: usize = 20;
+/// How many characters of an input value a message echoes.
+pub(crate) const MAX_ECHOED: usize = 120;
+
+/// `value` as echoed in a message: at most [`MAX_ECHOED`] characters, then
+/// "... (N bytes)" saying how long it really was.
+///
+/// Messages stay one readable line whatever the input (a 5 MB `role_arn`).
+pub(crate) fn cap(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_ECHOED) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((end, _)) => {
+            std::borrow::Cow::Owned(format!("{}... ({} bytes)", &value[..end], value.len()))
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -217,11 +235,16 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "{}:{}: {}", file.display(), line, message),
             Error::ProfileNotFound { profile, available } => {
-                write!(f, "profile `{profile}` not found")?;
+                write!(f, "profile `{}` not found", cap(profile))?;
                 if available.is_empty() {
                     write!(f, "; no profiles are defined")
                 } else {
-                    write!(f, "; available profiles: {}", available.join(", "))
+                    let shown = available.len().min(MAX_LISTED);
+                    write!(f, "; available profiles: {}", available[..shown].join(", "))?;
+                    if available.len() > shown {
+                        write!(f, " and {} more", available.len() - shown)?;
+                    }
+                    Ok(())
                 }
             }
             Error::InvalidProfile {
