@@ -116,6 +116,20 @@ impl Clock {
         local + i128::from(self.skew_ns.load(Ordering::Relaxed))
     }
 
+    /// Starts from a correction learnt earlier (by another process, kept
+    /// in the disk cache), unless one was learnt here already: saves the one
+    /// request STS would reject for its signing time.
+    pub(crate) fn seed_skew(&self, skew: time::Duration) {
+        let ns = skew
+            .whole_nanoseconds()
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        if ns != 0 {
+            let _ = self
+                .skew_ns
+                .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
     /// Records the correction learnt from STS.
     pub(crate) fn set_skew(&self, skew: time::Duration) {
         let ns = skew

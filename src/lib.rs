@@ -119,7 +119,7 @@ pub mod kmsauth;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use crate::cache::{Cache, CacheLock, CACHE_DIR_ENV};
+pub use crate::cache::{Cache, CacheEntry, CacheLock, CacheUser, Cached, CACHE_DIR_ENV};
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
@@ -127,7 +127,7 @@ pub use crate::event::Event;
 pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::session::{RoleOutcomes, Session, SessionBuilder};
+pub use crate::session::{RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin};
 pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::TempDir;
 use proptest::prelude::*;
-use stslib::{AccessKey, Cache, Error, ProfileFiles, Secret, StsClient};
+use stslib::{AccessKey, Cache, CacheUser, Error, ProfileFiles, Secret, StsClient};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -560,7 +560,7 @@ proptest! {
 
 // ---- Cache files -----------------------------------------------------------
 
-/// 64-bit FNV-1a, the cache's checksum (see src/cache.rs).
+/// 64-bit FNV-1a, the cache's checksum (see src/cache/entry.rs).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -572,12 +572,16 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 const SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/r";
+const ALICE: CacheUser<'static> = CacheUser {
+    profile: "alice",
+    access_key_id: "AKIAHOSTILE000000001",
+};
 
 fn load_both(cache: &Cache, bytes: &[u8]) -> (bool, bool) {
-    std::fs::write(cache.token_path("alice", Some(SERIAL)), bytes).unwrap();
-    std::fs::write(cache.role_path("alice", "r", ROLE_ARN), bytes).unwrap();
-    let token = cache.load_token("alice", Some(SERIAL), Duration::ZERO);
-    let role = cache.load_role("alice", "r", ROLE_ARN, Duration::ZERO);
+    std::fs::write(cache.token_path(ALICE, Some(SERIAL)), bytes).unwrap();
+    std::fs::write(cache.role_path(ALICE, "r", ROLE_ARN), bytes).unwrap();
+    let token = cache.load_token(ALICE, Some(SERIAL), Duration::ZERO);
+    let role = cache.load_role(ALICE, "r", ROLE_ARN, Duration::ZERO);
     (token.is_some(), role.is_some())
 }
 
@@ -588,6 +592,7 @@ fn entry_lines() -> impl Strategy<Value = Vec<String>> {
         "version",
         "kind",
         "source_profile",
+        "user_key",
         "mfa_serial",
         "role_profile",
         "role_arn",
@@ -597,11 +602,14 @@ fn entry_lines() -> impl Strategy<Value = Vec<String>> {
         "start_time",
         "expiration",
         "created",
+        "clock_offset_ms",
         "checksum",
         "",
     ]);
     let value = prop_oneof![
-        Just("1".to_owned()),
+        Just("2".to_owned()),
+        Just("0".to_owned()),
+        Just(format!("{:016x}", fnv1a64(ALICE.access_key_id.as_bytes()))),
         Just("token".to_owned()),
         Just("role".to_owned()),
         Just("alice".to_owned()),
@@ -658,11 +666,12 @@ proptest! {
 fn a_hand_sealed_entry_loads() {
     let dir = TempDir::new("hostile-hand");
     let cache = Cache::new(&dir.0);
+    let user_key = fnv1a64(ALICE.access_key_id.as_bytes());
     let mut text = format!(
-        "version=1\nkind=token\nsource_profile=alice\nmfa_serial={SERIAL}\n\
-         access_key_id=ASIA1\nsecret_access_key=s\nsession_token=t\n\
+        "version=2\nkind=token\nsource_profile=alice\nuser_key={user_key:016x}\n\
+         mfa_serial={SERIAL}\naccess_key_id=ASIA1\nsecret_access_key=s\nsession_token=t\n\
          start_time=2000-01-01T00:00:00Z\nexpiration=2999-01-01T00:00:00Z\n\
-         created=2000-01-01T00:00:00Z\n"
+         created=2000-01-01T00:00:00Z\nclock_offset_ms=0\n"
     );
     text.push_str(&format!("checksum={:016x}\n", fnv1a64(text.as_bytes())));
     assert_eq!(load_both(&cache, text.as_bytes()), (true, false));

@@ -45,6 +45,7 @@ pub struct SessionBuilder {
     cache: Option<Cache>,
     refresh: bool,
     token_lifetime: Duration,
+    require_mfa: bool,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -58,6 +59,7 @@ impl fmt::Debug for SessionBuilder {
             .field("strict", &self.strict)
             .field("cache", &self.cache)
             .field("refresh", &self.refresh)
+            .field("require_mfa", &self.require_mfa)
             .finish_non_exhaustive()
     }
 }
@@ -125,8 +127,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Timeout of each phase of an STS call attempt (send, await the
-    /// answer, read it). Defaults to the client's
+    /// How long an STS call attempt waits for the server (per read or
+    /// write; twice that per phase). Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
@@ -208,6 +210,20 @@ impl SessionBuilder {
         self
     }
 
+    /// Whether finding no MFA device for the user is an error. The device
+    /// is looked for in the user profile's `mfa_serial`, then in the role
+    /// profiles sourced from it, then with IAM `ListMFADevices`; when all
+    /// come up empty (or IAM denies the lookup), a session token without MFA
+    /// would fail every MFA-protected role with a bare `AccessDenied`. With
+    /// `true` that is an [`Error::InvalidProfile`] naming where it looked;
+    /// with `false` a session without MFA is made (a denied lookup is
+    /// logged as a warning). Defaults to `false`; the `stslib` command sets
+    /// it unless `--no-mfa` is given.
+    pub fn require_mfa(mut self, require: bool) -> Self {
+        self.require_mfa = require;
+        self
+    }
+
     /// Reads the profile files, resolves the user profile to its static
     /// keys and builds the STS client. No network call is made.
     pub fn build(self) -> Result<Session> {
@@ -256,6 +272,8 @@ impl SessionBuilder {
             refresh: self.refresh,
             default_token_lifetime: self.token_lifetime,
             mfa_serial: Mutex::new(None),
+            require_mfa: self.require_mfa,
+            token_state: Mutex::default(),
             refresher: Mutex::new(None),
         })
     }
@@ -276,6 +294,7 @@ impl SessionBuilder {
             cache: None,
             refresh: true,
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            require_mfa: false,
         }
     }
 }

@@ -196,13 +196,14 @@ impl StsClientBuilder {
         self
     }
 
-    /// Time allowed for each phase of an attempt after connecting: sending
-    /// the request head, sending the body, waiting for the response head,
-    /// reading the response body. A server that stops answering fails the
-    /// attempt after `connect_timeout + timeout` at most once connected;
-    /// one that trickles every phase, after `connect_timeout + 4 × timeout`.
-    /// There is no overall timeout on purpose: ureq would then resolve the
-    /// host in a new thread on every request. Defaults to 10 seconds.
+    /// How long an attempt waits for the server after connecting: each
+    /// socket read or write waits at most this long, and each phase
+    /// (sending the request, awaiting the response head, reading the body)
+    /// at most twice this in all. A server that goes silent fails the
+    /// attempt after `timeout`; one that trickles bytes, after `2 × timeout`
+    /// in a phase. There is no overall timeout on purpose: ureq would then
+    /// resolve the host in a new thread on every request. Defaults to 10
+    /// seconds.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -272,7 +273,7 @@ impl StsClientBuilder {
 
 impl StsClient {
     /// A builder with the defaults: `us-east-1`, regional endpoint, 3 s to
-    /// connect, 10 s per phase of an attempt, 3 attempts.
+    /// connect, 10 s of server silence per attempt, 3 attempts.
     pub fn builder() -> StsClientBuilder {
         StsClientBuilder::default()
     }

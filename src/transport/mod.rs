@@ -41,18 +41,23 @@
 //!   ureq's own reading of the process environment); a loopback host is
 //!   never proxied; plain `http://` only reaches loopback (checked when the
 //!   [`Endpoint`] is parsed) and `https://` needs the `tls` feature.
-//! - **Timeouts, per phase, no overall one:** connect (TCP, TLS, proxy
-//!   handshake) `connect_timeout`; then sending the request head, sending
-//!   the body, waiting for the response head and reading the response body
-//!   each get `timeout`. A server that stops answering fails that phase, so
-//!   one attempt takes at most `connect_timeout + 4 × timeout` (in practice
-//!   `connect_timeout + timeout`: a stall is one phase). There is no
-//!   overall, per-call or resolve timeout on purpose: with any of them set
-//!   ureq 3 resolves the host in a new thread on *every* request, even on a
-//!   kept-alive connection (`unversioned/resolver.rs`, `resolve_async`).
-//!   The host lookup is the system resolver's, synchronous and bounded by
-//!   its own settings (glibc: `timeout:5 attempts:2` per nameserver); an IP
-//!   literal is parsed, not looked up.
+//! - **Timeouts, per operation and per phase, no overall one:** connect
+//!   (TCP, TLS, proxy handshake) gets `connect_timeout`. After that, each
+//!   socket read or write waits at most `timeout`, and each phase (sending
+//!   the request head, sending the body, awaiting the response head,
+//!   reading the response body) takes at most `2 × timeout` in all. A
+//!   server that goes silent fails the attempt after `timeout`; one that
+//!   trickles bytes, after `2 × timeout` in that phase; the worst case for
+//!   one attempt is `connect_timeout + 8 × timeout`. The per-operation value
+//!   is what ureq sets on the socket, once per connection (the remaining
+//!   phase time would differ at every read and cost a `setsockopt` each).
+//!   There is no overall, per-call or resolve timeout on purpose: with any
+//!   of them set, ureq 3 resolves the host in a new thread on *every*
+//!   request, even on a kept-alive connection
+//!   (`unversioned/resolver.rs`, `resolve_async`). The host lookup is the
+//!   system resolver's, synchronous and bounded by its own settings (glibc:
+//!   `timeout:5 attempts:2` per nameserver); an IP literal is parsed, not
+//!   looked up.
 //! - **Call loop:** sign at the skew-corrected time → send → read the body
 //!   (capped) → a 2xx is returned; anything else becomes a
 //!   [`ServiceError`] through `parse_error`. Throttling and transient codes,
@@ -108,7 +113,8 @@ pub(crate) struct Settings {
     pub env: Env,
     /// Connect phase: TCP, TLS and a proxy's handshake.
     pub connect_timeout: Duration,
-    /// Each later phase: send head, send body, await head, read body.
+    /// Each socket read or write after connecting; each later phase (send
+    /// head, send body, await head, read body) gets twice this.
     pub timeout: Duration,
     /// Attempts per call, the first one included.
     pub max_attempts: u32,
@@ -395,18 +401,25 @@ type AgentConfig = ureq::config::ConfigBuilder<ureq::typestate::AgentScope>;
 
 /// The pool for `target`: see the module docs for every setting.
 fn new_agent(settings: &Settings, ca: &CaRoots, target: &Endpoint) -> Result<ureq::Agent> {
+    let phase = settings.timeout.saturating_mul(2);
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
         .user_agent(USER_AGENT)
-        // Per phase; no global, per-call or resolve timeout (see the module
-        // docs: any of them costs a thread per request).
+        // Per read/write and per phase; no global, per-call or resolve
+        // timeout (see the module docs: any of them costs a thread per
+        // request). The phase budget is twice the per-operation one so that
+        // the socket timeout ureq sets is the constant per-operation value
+        // (set once per connection) rather than the phase's remaining time,
+        // which differs at every read and costs a setsockopt each time.
         .timeout_connect(Some(settings.connect_timeout))
-        .timeout_send_request(Some(settings.timeout))
-        .timeout_send_body(Some(settings.timeout))
-        .timeout_recv_response(Some(settings.timeout))
-        .timeout_recv_body(Some(settings.timeout))
+        .timeout_per_read(Some(settings.timeout))
+        .timeout_per_write(Some(settings.timeout))
+        .timeout_send_request(Some(phase))
+        .timeout_send_body(Some(phase))
+        .timeout_recv_response(Some(phase))
+        .timeout_recv_body(Some(phase))
         // A fan-out of many calls keeps its connections for the next round
         // instead of reopening all but three.
         .max_idle_connections(IDLE_CONNECTIONS)

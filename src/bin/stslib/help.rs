@@ -22,6 +22,8 @@ Commands:
                            through a loopback endpoint kept fresh for hours)
   session [--profile USER] [--lifetime D] [--mfa-code CODE]
                            get and cache the session token ahead of time
+  list                     profiles and what the cache holds for each, time left
+  clear [--profile P]      delete cached sessions and roles (of P, or all)
   kmsauth generate|validate ...
                            python-kmsauth tokens (KMS Encrypt/Decrypt)
   help [command]           this text, or a command's
@@ -33,6 +35,10 @@ Global options:
                            profile endpoint_url, then the regional AWS endpoint)
   --no-cache               neither read nor write the disk cache
                            (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
+  -v, -vv, -vvv            more log lines on stderr (stslib's own: info, debug,
+                           trace); warnings are always shown. STSLIB_LOG=debug
+                           does the same; other crates only when named
+                           (STSLIB_LOG=ureq=debug; ureq's trace prints secrets)
   -h, --help               help
   -V, --version            print the version
 
