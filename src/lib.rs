@@ -54,7 +54,8 @@
 //! - [`KmsClient`]: blocking `Encrypt`, `Decrypt`, `DescribeKey` (AWS JSON
 //!   1.1) on the same transport as the STS client; [`kmsauth`]: python-kmsauth
 //!   tokens ([`kmsauth::TokenGenerator`], [`kmsauth::TokenValidator`]) on it.
-//! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
+//! - `stslib::emulator` (cargo feature `emulator`, off by default; this
+//!   crate's own tests, examples and benches turn it on): a local STS on
 //!   127.0.0.1 with fault injection, for tests.
 //!
 //! # Threads
