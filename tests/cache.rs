@@ -849,6 +849,44 @@ mod sessions {
         assert_eq!(session.token_miss(), Some(TokenMiss::NotCached));
     }
 
+    /// Item 6: a lock held elsewhere (a process stuck on a hung server) is
+    /// waited for with a bound; then the session goes on without it.
+    #[test]
+    fn a_held_lock_is_waited_for_with_a_bound() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("held-lock");
+        let cache = Cache::new(tmp.path().join("c")).lock_wait(Duration::from_millis(300));
+        let held = cache.lock().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = cache.clone();
+        let files = files("");
+        let endpoint = emu.endpoint();
+        std::thread::spawn(move || {
+            let session = Session::builder()
+                .env(Env::from_pairs([(
+                    "AWS_ENDPOINT_URL_IAM",
+                    endpoint.clone(),
+                )]))
+                .files(files)
+                .profile("alice")
+                .endpoint(endpoint)
+                .refresh(false)
+                .cache(c)
+                .mfa_provider(|_| Ok(Secret::new(CODE)))
+                .build()
+                .unwrap();
+            let _ = tx.send(session.generate_credentials(&["r"]).map(|o| o["r"].is_ok()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the session waited for the lock without a bound");
+        assert!(got.unwrap());
+        drop(held);
+        // What it got was stored all the same.
+        assert!(cache.load_token(USER, Some(MFA), Duration::ZERO).is_some());
+    }
+
     /// Item 3: a cached token STS rejects is dropped from the cache and,
     /// with a code at hand, replaced in the same call.
     #[test]
