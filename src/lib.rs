@@ -51,7 +51,8 @@
 //! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
 //!   MFA prompt serve many processes; the `stslib credential-process`
 //!   command is built on it.
-//! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
+//! - `stslib::emulator` (cargo feature `emulator`, off by default; this
+//!   crate's own tests, examples and benches turn it on): a local STS on
 //!   127.0.0.1 with fault injection, for tests.
 //!
 //! # Threads

@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
+use common::responder::Responder;
 use common::TempDir;
 use proptest::prelude::*;
 use stslib::{AccessKey, Cache, CacheUser, Error, ProfileFiles, Secret, StsClient};
@@ -348,85 +345,6 @@ proptest! {
 
 // ---- STS responses through the client --------------------------------------
 
-/// Answers every request with the body currently set, status 200 unless
-/// set otherwise, `Connection: close`. Stops when dropped.
-struct Responder {
-    url: String,
-    answer: Arc<Mutex<(u16, Vec<u8>)>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Responder {
-    fn start() -> Responder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let answer = Arc::new(Mutex::new((200, Vec::new())));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (answer, stop) = (answer.clone(), stop.clone());
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((mut s, _)) = listener.accept() else {
-                        thread::sleep(Duration::from_millis(2));
-                        continue;
-                    };
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    // Read the head and the announced body.
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let complete = |buf: &[u8]| {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            return false;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        buf.len() >= end + 4 + len
-                    };
-                    while !complete(&buf) {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let (status, body) = answer.lock().unwrap().clone();
-                    let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = s.write_all(head.as_bytes());
-                    let _ = s.write_all(&body);
-                }
-            })
-        };
-        Responder {
-            url,
-            answer,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn set(&self, status: u16, body: Vec<u8>) {
-        *self.answer.lock().unwrap() = (status, body);
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 fn keys() -> AccessKey {
     AccessKey {
         access_key_id: "AKIAHOSTILETEST00001".into(),
@@ -461,7 +379,7 @@ fn call_all(c: &StsClient) -> Vec<Result<(), Error>> {
 
 #[test]
 fn hostile_success_bodies_are_response_errors() {
-    let server = Responder::start();
+    let server = Responder::always(200, Vec::new());
     let c = client(&server.url);
     let wrap = |inner: &str| {
         format!(
@@ -542,7 +460,7 @@ proptest! {
         status in prop::sample::select(vec![200u16, 400, 403, 500]),
     ) {
         thread_local! {
-            static SERVER: Responder = Responder::start();
+            static SERVER: Responder = Responder::always(200, Vec::new());
         }
         SERVER.with(|server| -> Result<(), TestCaseError> {
             server.set(status, body);

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod responder;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Once;
