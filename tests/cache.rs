@@ -634,6 +634,14 @@ fn a_fifo_at_an_entry_never_hangs_a_load() {
     assert_eq!(got, None);
     let listed = cache.entries().unwrap();
     assert_eq!(listed[0].problem.as_deref(), Some("not a regular file"));
+    // A FIFO at `lock`: refused at once, not waited on.
+    let made = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("lock"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = cache.lock().unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
