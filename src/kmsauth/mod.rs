@@ -10,7 +10,7 @@
 //!   window; with an LRU of validated tokens. One validator serves many
 //!   threads (`&self`).
 //!
-//! Both sign their KMS calls with a [`Session`](crate::Session)'s role
+//! Both sign their KMS calls with a [`Session`]'s role
 //! credentials (kept fresh by its refresher) or with any [`AccessKey`].
 //!
 //! Each refusal is an [`Error::InvalidToken`] whose `Display` is
