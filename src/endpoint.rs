@@ -343,6 +343,26 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_urls_hide_user_info_and_stay_short() {
+        use super::shown_url;
+        assert_eq!(
+            shown_url("https://user:hunter2@sts.example.com/x"),
+            "https://***@sts.example.com/x"
+        );
+        assert_eq!(
+            shown_url("http://a@b@127.0.0.1:9/"),
+            "http://***@127.0.0.1:9/"
+        );
+        // An `@` in the path is not user info.
+        assert_eq!(shown_url("https://h/p@q"), "https://h/p@q");
+        let long = format!("https://{}.example.com/", "h".repeat(10_000));
+        let shown = shown_url(&long);
+        assert!(shown.len() < 200 && shown.ends_with(&format!("... ({} bytes)", long.len())));
+        let e = super::parse_endpoint("ftp://u:secretpw@host/", "us-east-1").unwrap_err();
+        assert!(!e.to_string().contains("secretpw"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -634,6 +634,14 @@ fn a_fifo_at_an_entry_never_hangs_a_load() {
     assert_eq!(got, None);
     let listed = cache.entries().unwrap();
     assert_eq!(listed[0].problem.as_deref(), Some("not a regular file"));
+    // A FIFO at `lock`: refused at once, not waited on.
+    let made = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("lock"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = cache.lock().unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
@@ -849,6 +857,44 @@ mod sessions {
         assert_eq!(session.token_miss(), Some(TokenMiss::NotCached));
     }
 
+    /// Item 6: a lock held elsewhere (a process stuck on a hung server) is
+    /// waited for with a bound; then the session goes on without it.
+    #[test]
+    fn a_held_lock_is_waited_for_with_a_bound() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("held-lock");
+        let cache = Cache::new(tmp.path().join("c")).lock_wait(Duration::from_millis(300));
+        let held = cache.lock().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = cache.clone();
+        let files = files("");
+        let endpoint = emu.endpoint();
+        std::thread::spawn(move || {
+            let session = Session::builder()
+                .env(Env::from_pairs([(
+                    "AWS_ENDPOINT_URL_IAM",
+                    endpoint.clone(),
+                )]))
+                .files(files)
+                .profile("alice")
+                .endpoint(endpoint)
+                .refresh(false)
+                .cache(c)
+                .mfa_provider(|_| Ok(Secret::new(CODE)))
+                .build()
+                .unwrap();
+            let _ = tx.send(session.generate_credentials(&["r"]).map(|o| o["r"].is_ok()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the session waited for the lock without a bound");
+        assert!(got.unwrap());
+        drop(held);
+        // What it got was stored all the same.
+        assert!(cache.load_token(USER, Some(MFA), Duration::ZERO).is_some());
+    }
+
     /// Item 3: a cached token STS rejects is dropped from the cache and,
     /// with a code at hand, replaced in the same call.
     #[test]
@@ -861,14 +907,12 @@ mod sessions {
         let dead = creds(time::Duration::hours(10));
         cache.store_token(USER, Some(MFA), &dead, ZERO).unwrap();
 
-        // No code source: the call fails, saying why, and the entry is gone.
+        // No code source: the role keeps STS's answer, and the entry is gone.
         let session = builder(&emu, &cache, files("")).build().unwrap();
-        let e = session.generate_credentials(&["r"]).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("STS rejected the session token (InvalidClientTokenId)"),
-            "{e}"
-        );
+        let mut out = session.generate_credentials(&["r"]).unwrap();
+        let e = out.remove("r").unwrap().unwrap_err();
+        assert_eq!(e.code(), Some("InvalidClientTokenId"), "{e}");
+        assert!(session.session_token().is_none());
         assert_eq!(
             session.token_miss(),
             Some(TokenMiss::Rejected {
@@ -921,8 +965,8 @@ mod sessions {
         assert_eq!(s2.token_miss(), Some(TokenMiss::Renewal));
     }
 
-    /// Item 8: a cached 15-minute token serves a 15-minute role whatever
-    /// lifetime the caller would ask for a new token.
+    /// Item 8: a cached 15-minute token serves the roles it must mint,
+    /// whatever lifetime the caller would ask for a new token.
     #[test]
     fn reuse_depends_on_the_tokens_own_life_not_the_callers_lifetime() {
         let emu = emulator(time::Duration::ZERO);
@@ -939,6 +983,10 @@ mod sessions {
             .token_lifetime(Duration::from_secs(12 * 3600))
             .build()
             .unwrap();
+        // A 1-hour role (a 15-minute refresh window) from a token that has
+        // just under 15 minutes left.
+        let out = s2.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok(), "{:?}", out["r"]);
         let out = s2.generate_credentials(&["short"]).unwrap();
         assert!(out["short"].is_ok(), "{:?}", out["short"]);
         assert_eq!(emu.request_count(Action::GetSessionToken), 1);

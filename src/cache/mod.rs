@@ -503,9 +503,9 @@ impl Cache {
 
     /// Deletes cached sessions and roles: with `profile`, the entries whose
     /// source profile or role profile it is (and any file that cannot be
-    /// read, which cannot be attributed); without, every entry and every
-    /// leftover temporary file. Returns the paths removed. The lock file
-    /// stays.
+    /// read, which cannot be attributed); without, every entry and the
+    /// temporary files of writers that died (see [`sweep`](Self::sweep)).
+    /// Returns the entries removed. The lock file stays.
     pub fn clear(&self, profile: Option<&str>) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         for e in self.entries()? {
@@ -523,8 +523,7 @@ impl Cache {
             }
         }
         if profile.is_none() {
-            let old = SystemTime::now() + StdDuration::from_secs(24 * 3600);
-            store::sweep_temps(&self.dir, old);
+            store::sweep_temps(&self.dir, SystemTime::now());
         }
         Ok(removed)
     }

@@ -181,10 +181,13 @@ impl SessionBuilder {
 
     /// A disk cache for the session token and role credentials, shared with
     /// other processes: a valid cached token is reused without asking for
-    /// MFA (taken under the cache's cross-process lock, so processes started
-    /// together ask once), cached role credentials are reused while more
-    /// than their refresh window remains, and everything obtained or
-    /// refreshed is stored. A cache that cannot be read is ignored; one that
+    /// MFA, cached role credentials are reused while more than their refresh
+    /// window remains, and everything obtained or refreshed is stored. The
+    /// MFA provider is asked before the cache's cross-process lock is taken;
+    /// under the lock the cache is checked again, so processes started
+    /// together make one GetSessionToken and one AssumeRole per role. A
+    /// cached token STS rejects is removed. A cache that cannot be read (or
+    /// is not trusted: see [`Cache`]) is ignored with a warning; one that
     /// cannot be written is logged and ignored. Use
     /// [`Cache::from_env`] for the default `~/.stslib/cache` (or
     /// `STSLIB_CACHE_DIR`). Defaults to none (nothing touches the disk).

@@ -234,26 +234,32 @@ impl Session {
         }
     }
 
-    /// When STS rejected `token` for some role, the error code: the roles
-    /// so rejected are reset to `None` (to be tried again with a new token)
-    /// and the token is dropped from the slot and, if it is the one stored,
-    /// from the cache.
+    /// When STS rejected `token` for some role, the outcomes so rejected
+    /// (taken out, leaving `None` to try again with a new token, or to be
+    /// put back); the token is dropped from the slot and, if it is the one
+    /// stored, from the cache.
     pub(super) fn drop_rejected_token(
         &self,
         token: &Credentials,
         outcomes: &mut [Option<Result<Credentials>>],
-    ) -> Option<String> {
-        let mut code = None;
-        for o in outcomes.iter_mut() {
-            let rejected = matches!(o, Some(Err(e))
+    ) -> Vec<(usize, Error)> {
+        let mut rejected = Vec::new();
+        for (i, o) in outcomes.iter_mut().enumerate() {
+            let is_rejection = matches!(o, Some(Err(e))
                 if e.code().is_some_and(|c| REJECTED_TOKEN_CODES.contains(&c)));
-            if rejected {
+            if is_rejection {
                 if let Some(Err(e)) = o.take() {
-                    code = e.code().map(str::to_owned);
+                    rejected.push((i, e));
                 }
             }
         }
-        let code = code?;
+        let Some(code) = rejected
+            .first()
+            .and_then(|(_, e)| e.code())
+            .map(str::to_owned)
+        else {
+            return rejected;
+        };
         log::warn!(
             "STS rejected the session token of `{}` ({code}); dropping it",
             self.shared.profile
@@ -273,8 +279,8 @@ impl Session {
                 }
             }
         }
-        lock(&self.token_state).miss = Some(TokenMiss::Rejected { code: code.clone() });
-        Some(code)
+        lock(&self.token_state).miss = Some(TokenMiss::Rejected { code });
+        rejected
     }
 
     /// A valid session token for AssumeRole with more than `margin` left:
@@ -289,7 +295,12 @@ impl Session {
         if self.shared.cache.is_some() || self.shared.mfa_provider.is_some() {
             let lifetime = self.token_lifetime();
             let serial = self.mfa_serial()?;
-            if let Some(t) = self.cached_token(serial.as_deref(), lifetime, |_| margin) {
+            // Enough for the role it must mint: more than the role's refresh
+            // window left, or, for a short token, more than its own (a
+            // 15-minute token serves right after it was made).
+            let policy = &self.shared.policy;
+            let enough = |t: &Credentials| margin.min(policy.window(own_lifetime(t)));
+            if let Some(t) = self.cached_token(serial.as_deref(), lifetime, enough) {
                 return Ok(Arc::new(t));
             }
             if self.shared.mfa_provider.is_some() {

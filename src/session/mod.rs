@@ -175,13 +175,26 @@ impl Session {
                 .unwrap_or_default();
             let token = self.token_for_roles(margin)?;
             self.fetch_missing(&specs, &mut outcomes, &token);
-            if self.drop_rejected_token(&token, &mut outcomes).is_some() {
-                // One more go with a new token, when a code can be had.
-                let token = self.token_for_roles(margin)?;
-                self.fetch_missing(&specs, &mut outcomes, &token);
+            let rejected = self.drop_rejected_token(&token, &mut outcomes);
+            if rejected.is_empty() {
                 Some(token)
             } else {
-                Some(token)
+                // One more go with a new token (the cache may hold a newer
+                // one; the MFA provider may give a code). Without one, the
+                // roles keep STS's rejection as their outcome.
+                match self.token_for_roles(margin) {
+                    Ok(token) => {
+                        self.fetch_missing(&specs, &mut outcomes, &token);
+                        Some(token)
+                    }
+                    Err(e) => {
+                        log::warn!("no new session token after the rejection: {e}");
+                        for (i, e) in rejected {
+                            outcomes[i] = Some(Err(e));
+                        }
+                        None
+                    }
+                }
             }
         };
         let mut results: Vec<(String, Result<Credentials>)> = specs

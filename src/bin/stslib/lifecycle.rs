@@ -226,7 +226,14 @@ pub(crate) fn explain(
             message,
         } => message.contains(NO_TERMINAL),
         stslib::Error::NoCredentials { .. } => true,
-        _ => false,
+        // STS's own rejection, kept as a role's outcome when no new
+        // session could be made.
+        _ => {
+            matches!(
+                session.token_miss(),
+                Some(stslib::TokenMiss::Rejected { .. })
+            ) && matches!(e.code(), Some("ExpiredToken" | "InvalidClientTokenId"))
+        }
     };
     if !needs_code {
         return e;

@@ -409,7 +409,7 @@ fn one_role(
                 message: "no outcome".into(),
             })
         })
-        .map_err(CmdError::Failed)?;
+        .map_err(|e| CmdError::Failed(lifecycle::explain(&session, e, cl.global.no_cache)))?;
     Ok((role, region, credentials))
 }
 
