@@ -1,6 +1,5 @@
-//! The AWS profile files: `~/.aws/config` and
-//! `~/.aws/credentials` into named profiles, as the AWS CLI and SDKs read
-//! them.
+//! The AWS profile files, `~/.aws/config` and `~/.aws/credentials`, read
+//! into named profiles as the AWS CLI and SDKs read them.
 //!
 //! The public types (files, profiles, properties and where each came from)
 //! are here; the parse passes are in `parse.rs`.
