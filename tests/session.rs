@@ -935,3 +935,42 @@ fn a_panicking_mfa_provider_ends_the_refresher_cleanly_with_an_event() {
         .unwrap_err();
     assert!(matches!(err, Error::MfaProvider { .. }), "{err:?}");
 }
+
+#[test]
+fn event_streams_end_when_the_session_halts() {
+    init_logger();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(60))
+        .clock(t.clock())
+        .start()
+        .unwrap();
+    let (roles, config) = names(1);
+    let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
+        .mfa_provider(no_code)
+        .build()
+        .unwrap();
+    session
+        .generate_session_token(TOKEN_LIFETIME, None)
+        .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&refs(&roles)).unwrap();
+    assert!(session.is_refreshing());
+    session.halt().unwrap();
+    // Halted, then the end of the stream: an iterator stops by itself.
+    let seen: Vec<Event> = events.iter().collect();
+    assert!(matches!(seen.as_slice(), [Event::Halted]), "{seen:?}");
+    // A subscriber joining after the halt gets an ended stream, not a hang.
+    let late = session.subscribe();
+    assert!(matches!(
+        late.recv_timeout(Duration::from_secs(5)),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    ));
+    // Dropping a session ends its streams too.
+    let other = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .build()
+        .unwrap();
+    let events = other.subscribe();
+    drop(other);
+    assert_eq!(events.iter().count(), 0);
+}

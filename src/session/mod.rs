@@ -146,10 +146,17 @@ impl Session {
     ///
     /// Unknown profiles, profiles without `role_arn` and profiles sourced
     /// from another user fail the call before any network call.
-    pub fn generate_credentials(&self, profiles: &[&str]) -> Result<RoleOutcomes> {
+    ///
+    /// `profiles` is any list of names: `&["dev", "prod"]`, a `Vec<String>`,
+    /// an iterator of `&str`.
+    pub fn generate_credentials<I>(&self, profiles: I) -> Result<RoleOutcomes>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
         let specs = profiles
-            .iter()
-            .map(|p| self.role_spec(p))
+            .into_iter()
+            .map(|p| self.role_spec(p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         // Cached role credentials with more than their refresh window left
         // need no session token at all.
@@ -311,7 +318,10 @@ impl Session {
     }
 
     /// A new subscription to this session's [`Event`]s. Dropping the
-    /// receiver unsubscribes.
+    /// receiver unsubscribes. The stream ends (the receiver reports
+    /// disconnection, an iterator over it stops) when the session is halted
+    /// or dropped, after the [`Event::Halted`] it gets if a refresher ran;
+    /// subscribing after that gives a stream that has already ended.
     pub fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
         self.shared.subscribers.subscribe()
     }
@@ -323,12 +333,17 @@ impl Session {
             .is_some_and(|r| !r.is_finished())
     }
 
-    /// Stops the refresher thread and waits for it. Returns promptly when
-    /// idle; mid-request, within the STS client's timeouts. A panic inside
-    /// the thread is returned here as an error. Credentials already held stay
-    /// readable. Calling it again is a no-op.
+    /// Stops the refresher thread and waits for it, then ends every event
+    /// stream (see [`subscribe`](Self::subscribe)). Returns promptly when
+    /// idle; mid-request, within the STS client's timeouts; inside the MFA
+    /// provider, at once (the thread is left to end when the provider
+    /// returns, without using its answer). A panic inside the thread is
+    /// returned here as an error. Credentials already held stay readable.
+    /// Calling it again is a no-op.
     pub fn halt(&self) -> Result<()> {
-        self.halt_refresher()
+        let halted = self.halt_refresher();
+        self.shared.subscribers.close();
+        halted
     }
 
     /// The lifetime to ask for a session token the session gets by itself:
@@ -388,7 +403,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Err(e) = self.halt_refresher() {
+        if let Err(e) = self.halt() {
             log::warn!("refresher of `{}` ended badly: {e}", self.shared.profile);
         }
     }
