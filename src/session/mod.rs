@@ -31,7 +31,7 @@ pub use cache_flow::{TokenMiss, TokenOrigin};
 ///
 /// The thread (named `stslib-refresh`) runs only while there is something to
 /// refresh; [`halt`](Session::halt) and `Drop` stop and join it. Readers
-/// ([`current_credentials`](Session::current_credentials) and friends) take
+/// ([`valid_credentials`](Session::valid_credentials) and friends) take
 /// a snapshot swapped in whole by each refresh: they never wait on the
 /// network and never see a half-updated set.
 #[must_use = "dropping a Session halts its refresher thread"]
@@ -296,20 +296,22 @@ impl Session {
         self.shared.slot.get().token.as_deref().cloned()
     }
 
-    /// Role credentials that are valid now; expired ones are left out.
-    /// Cheap: no lock is held across I/O and nothing waits on the network.
+    /// Role credentials that are valid now (by the session's clock);
+    /// expired ones are left out. Cheap: one read lock and one clock read,
+    /// nothing waits on the network.
     #[inline]
-    pub fn current_credentials(&self) -> CredentialSet {
+    pub fn valid_credentials(&self) -> CredentialSet {
         self.shared.slot.valid_now(&self.shared.clock)
     }
 
-    /// The latest role credentials, expired or not.
-    pub fn credentials(&self) -> CredentialSet {
+    /// The latest role credentials, **expired or not** (see
+    /// [`valid_credentials`](Self::valid_credentials) for only valid ones).
+    pub fn latest_credentials(&self) -> CredentialSet {
         CredentialSet::all(self.shared.slot.get())
     }
 
-    /// Valid credentials of one profile, if any.
-    pub fn credentials_for(&self, profile: &str) -> Option<Credentials> {
+    /// Credentials of one profile if they are valid now, else `None`.
+    pub fn valid_credentials_for(&self, profile: &str) -> Option<Credentials> {
         let snap = self.shared.slot.get();
         snap.roles
             .get(profile)
