@@ -184,7 +184,17 @@ impl Session {
             .map(|(s, _)| s.clone())
             .collect();
         let token = if missing.is_empty() {
-            self.shared.valid_token()
+            // Still worth a token when refreshing: without one no refresher
+            // starts, and the cached roles would simply run out. Not having
+            // one is no error here, since every role is served.
+            self.shared.valid_token().or_else(|| {
+                self.refresh
+                    .then(|| self.token_for_roles())
+                    .and_then(|r| {
+                        r.map_err(|e| log::warn!("roles served from the cache, but no session token to refresh them: {e}"))
+                            .ok()
+                    })
+            })
         } else {
             Some(self.token_for_roles()?)
         };
