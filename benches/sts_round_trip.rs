@@ -1,103 +1,83 @@
 //! AssumeRole through `StsClient` against the local emulator on loopback,
-//! versus the floor: the same signed request built by hand with ureq +
-//! aws-sigv4 + roxmltree on one reused `ureq::Agent`, no stslib code.
+//! versus the floor: the same signed request written by hand with ureq +
+//! aws-sigv4 + roxmltree on a default `ureq::Agent` (`benches/floor`, no
+//! stslib code, no setting copied from stslib).
 //!
-//! Both sides send the same AssumeRole (signed with the same session-token
-//! credentials, same parameters) to the same emulator, and parse the answer
-//! into the four credential fields plus the expiration time. Runs are
-//! interleaved (ABAB, then BABA) so drift on a noisy machine hits both.
-//! Target: client p50 <= 1.0x floor p50.
+//! Both sides send the same AssumeRole (same session-token credentials, same
+//! parameters) to the same emulator and parse the answer into the
+//! credential fields plus the expiration time; each keeps its connection
+//! alive. Timing: interleaved calls (alternating who goes first), p50 of
+//! each side. Counting, in child processes that run one side only against
+//! this process's emulator (so the emulator's work is not counted):
+//! - user-space instructions per call: `valgrind --tool=callgrind`, collected
+//!   only inside the loop of calls (`--toggle-collect`);
+//! - syscalls and thread creations (`clone`/`clone3`) per call: `strace -f
+//!   -c` of a run of N1 and a run of N2 calls, the difference over N2 - N1
+//!   (start-up cancels out).
+//!
+//! Targets: p50 <= 1.0x floor; instructions <= 0.9x floor; syscalls within
+//! 2 of the floor's; no thread per call. A missing tool skips its count.
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "../tests/common/mod.rs"]
+#[path = "floor/mod.rs"]
 mod floor;
 
 use std::hint::black_box;
+use std::process::Command;
 
 use stslib::{AccessKey, AssumeRoleRequest, Secret, StsClient};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use common::{dist, pick, time_once, Stats};
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bench";
 const SESSION_NAME: &str = "bench-session";
 
+/// Env of a child that counts one side: `stslib` or `floor`.
+const CHILD: &str = "STSLIB_BENCH_CHILD";
+
 fn main() {
+    if let Ok(side) = std::env::var(CHILD) {
+        return child(&side);
+    }
     common::header(
         "sts_round_trip",
-        "AssumeRole via StsClient vs hand-built ureq+aws-sigv4+roxmltree, loopback emulator",
+        "AssumeRole via StsClient vs hand-built ureq+aws-sigv4+roxmltree (defaults), loopback emulator",
     );
     let emu = common::emulator(None);
     let endpoint = emu.endpoint();
-    let agent = floor::agent();
 
     // Session-token credentials, taken by the floor, used by both sides.
-    let gst = floor::Call::sts("GetSessionToken", &[], common::KEY_ID, common::SECRET, None);
-    let reply = floor::floor_send(&agent, &endpoint, &gst).expect("GetSessionToken");
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let token = floor::parse_creds(&reply.body);
-
-    let client = StsClient::builder()
-        .env(stslib::Env::from_pairs::<String, String>([]))
-        .endpoint(&endpoint)
-        .build()
-        .expect("client");
-    let keys = AccessKey {
-        access_key_id: token.access_key_id.clone(),
-        secret_access_key: Secret::new(token.secret.clone()),
-        session_token: Some(Secret::new(token.token.clone())),
+    let user = floor::Keys {
+        access_key_id: common::KEY_ID.into(),
+        secret: common::SECRET.into(),
+        token: None,
     };
-    let request = AssumeRoleRequest::new(ROLE_ARN, SESSION_NAME).duration_seconds(3600);
-
-    let stslib_once = || {
-        let r = client
-            .assume_role(&keys, &request)
-            .expect("stslib AssumeRole");
-        black_box(r);
-    };
-    let floor_once = || {
-        let params = [
-            ("RoleArn", ROLE_ARN),
-            ("RoleSessionName", SESSION_NAME),
-            ("DurationSeconds", "3600"),
-        ];
-        let call = floor::Call::sts(
-            "AssumeRole",
-            &params,
-            &token.access_key_id,
-            &token.secret,
-            Some(&token.token),
-        );
-        let r = floor::floor_send(&agent, &endpoint, &call).expect("floor AssumeRole");
-        assert_eq!(r.status, 200, "{}", r.body);
-        black_box(parse_once(&r.body));
-    };
+    let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
+    let side = Side::new(&endpoint, &token);
 
     let warmup = pick(50, 10);
     for _ in 0..warmup {
-        stslib_once();
-        floor_once();
+        side.stslib();
+        side.floor();
     }
     let rounds = pick(2000, 200);
     let mut lib = Vec::with_capacity(rounds);
     let mut base = Vec::with_capacity(rounds);
     for i in 0..rounds {
-        // Alternate who goes first so neither always follows the other.
         if i % 2 == 0 {
-            lib.push(time_once(stslib_once).0);
-            base.push(time_once(floor_once).0);
+            lib.push(time_once(|| side.stslib()).0);
+            base.push(time_once(|| side.floor()).0);
         } else {
-            base.push(time_once(floor_once).0);
-            lib.push(time_once(stslib_once).0);
+            base.push(time_once(|| side.floor()).0);
+            lib.push(time_once(|| side.stslib()).0);
         }
     }
     let (lib, base) = (Stats::new(lib), Stats::new(base));
     dist("stslib StsClient::assume_role", &lib);
     dist("floor ureq+aws-sigv4+roxmltree", &base);
     common::context(&format!(
-        "{} connections accepted by the emulator (both sides keep theirs alive)",
+        "{} connections accepted by the emulator (each side keeps its own alive)",
         emu.connection_count()
     ));
     let ratio = lib.p50() / base.p50();
@@ -109,27 +89,287 @@ fn main() {
             lib.p99() / base.p99().max(1.0)
         ),
     );
+
+    count_instructions(&endpoint, &token);
+    count_syscalls(&endpoint, &token);
+
     emu.stop();
     common::summary("sts_round_trip", lib.p50(), ratio, "floor p50");
 }
 
-/// What a hand-written client would keep: the four credential fields and
-/// the parsed expiration, from one parse of the document.
-fn parse_once(xml: &str) -> (String, String, String, OffsetDateTime, String) {
-    let doc = roxmltree::Document::parse(xml).expect("xml");
-    let text = |name: &str| {
-        doc.descendants()
-            .find(|n| n.has_tag_name(name))
-            .and_then(|n| n.text())
-            .map(str::to_owned)
-            .expect(name)
+/// Both clients, ready to call.
+struct Side {
+    client: StsClient,
+    keys: AccessKey,
+    request: AssumeRoleRequest,
+    floor: floor::Floor,
+    floor_keys: floor::Keys,
+}
+
+impl Side {
+    fn new(endpoint: &str, token: &floor::Keys) -> Side {
+        Side {
+            client: StsClient::builder()
+                .env(stslib::Env::from_pairs::<String, String>([]))
+                .endpoint(endpoint)
+                .build()
+                .expect("client"),
+            keys: AccessKey {
+                access_key_id: token.access_key_id.clone(),
+                secret_access_key: Secret::new(token.secret.clone()),
+                session_token: token.token.clone().map(Secret::new),
+            },
+            request: AssumeRoleRequest::new(ROLE_ARN, SESSION_NAME).duration_seconds(3600),
+            floor: floor::Floor::new(endpoint),
+            floor_keys: token.clone(),
+        }
+    }
+
+    fn stslib(&self) {
+        let r = self
+            .client
+            .assume_role(&self.keys, &self.request)
+            .expect("stslib AssumeRole");
+        black_box(r);
+    }
+
+    fn floor(&self) {
+        black_box(
+            self.floor
+                .assume_role(&self.floor_keys, ROLE_ARN, SESSION_NAME),
+        );
+    }
+}
+
+// ---- Counting in child processes ------------------------------------------
+
+/// A child: warm up, then `STSLIB_BENCH_CALLS` calls of one side.
+fn child(side_name: &str) {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} unset"));
+    let token = floor::Keys {
+        access_key_id: var("STSLIB_BENCH_AKID"),
+        secret: var("STSLIB_BENCH_SECRET"),
+        token: Some(var("STSLIB_BENCH_TOKEN")),
     };
-    let expiration = OffsetDateTime::parse(&text("Expiration"), &Rfc3339).expect("time");
-    (
-        text("AccessKeyId"),
-        text("SecretAccessKey"),
-        text("SessionToken"),
-        expiration,
-        text("Arn"),
-    )
+    let side = Side::new(&var("STSLIB_BENCH_ENDPOINT"), &token);
+    let calls: usize = var("STSLIB_BENCH_CALLS").parse().expect("calls");
+    let once: &dyn Fn() = match side_name {
+        "stslib" => &|| side.stslib(),
+        _ => &|| side.floor(),
+    };
+    for _ in 0..3 {
+        once();
+    }
+    counted_calls(once, calls);
+}
+
+/// The loop callgrind collects in (`--toggle-collect=*counted_calls*`).
+#[inline(never)]
+fn counted_calls(once: &dyn Fn(), calls: usize) {
+    for _ in 0..calls {
+        once();
+    }
+}
+
+fn child_command(
+    program: &str,
+    side: &str,
+    calls: usize,
+    endpoint: &str,
+    token: &floor::Keys,
+) -> Command {
+    let mut c = Command::new(program);
+    c.env(CHILD, side)
+        .env("STSLIB_BENCH_CALLS", calls.to_string())
+        .env("STSLIB_BENCH_ENDPOINT", endpoint)
+        .env("STSLIB_BENCH_AKID", &token.access_key_id)
+        .env("STSLIB_BENCH_SECRET", &token.secret)
+        .env("STSLIB_BENCH_TOKEN", token.token.as_deref().unwrap_or(""));
+    c
+}
+
+fn exe() -> String {
+    std::env::current_exe()
+        .expect("current exe")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Instructions per call of each side under callgrind.
+fn count_instructions(endpoint: &str, token: &floor::Keys) {
+    if !have("valgrind") {
+        common::context("valgrind is missing (apt-get install valgrind): instructions not counted");
+        return;
+    }
+    let calls = pick(200, 40);
+    let per_call = |side: &str| -> Option<f64> {
+        let out = std::env::temp_dir().join(format!(
+            "stslib-bench-callgrind-{side}-{}.out",
+            std::process::id()
+        ));
+        let mut c = child_command("valgrind", side, calls, endpoint, token);
+        c.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg("--collect-atstart=no")
+            .arg("--toggle-collect=*counted_calls*")
+            .arg(exe());
+        let status = c.output().ok()?.status;
+        let text = std::fs::read_to_string(&out).ok();
+        let _ = std::fs::remove_file(&out);
+        if !status.success() {
+            return None;
+        }
+        let total: f64 = text?
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(total / calls as f64)
+    };
+    let (Some(lib), Some(base)) = (per_call("stslib"), per_call("floor")) else {
+        common::context("callgrind run failed: instructions not counted");
+        return;
+    };
+    let ratio = lib / base;
+    common::context(&format!(
+        "instructions per call (callgrind, user space, {calls} calls): stslib {:.0} k, floor {:.0} k",
+        lib / 1e3,
+        base / 1e3
+    ));
+    common::target(
+        "instructions <= 0.9x floor",
+        ratio <= 0.9,
+        &format!("{ratio:.3}x"),
+    );
+}
+
+/// One `strace -f -c` run: all syscalls, clones, and the count of each.
+struct StraceRun {
+    total: u64,
+    clones: u64,
+    by_name: Vec<(String, u64)>,
+}
+
+/// Per-call figures from two runs.
+struct PerCall {
+    syscalls: f64,
+    clones: f64,
+    breakdown: Vec<(String, f64)>,
+}
+
+/// Syscalls and clones per call of each side under strace.
+fn count_syscalls(endpoint: &str, token: &floor::Keys) {
+    if !have("strace") {
+        common::context("strace is missing (apt-get install strace): syscalls not counted");
+        return;
+    }
+    let (n1, n2) = (pick(50, 10), pick(250, 50));
+    let run = |side: &str, calls: usize| -> Option<StraceRun> {
+        let out = std::env::temp_dir().join(format!(
+            "stslib-bench-strace-{side}-{calls}-{}.txt",
+            std::process::id()
+        ));
+        let mut c = child_command("strace", side, calls, endpoint, token);
+        c.arg("-f").arg("-c").arg("-o").arg(&out).arg(exe());
+        let status = c.output().ok()?.status;
+        let text = std::fs::read_to_string(&out).ok();
+        let _ = std::fs::remove_file(&out);
+        if !status.success() {
+            return None;
+        }
+        let mut total = None;
+        let mut clones = 0;
+        let mut by_name = Vec::new();
+        for line in text?.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // % time, seconds, usecs/call, calls, [errors,] syscall
+            if f.len() < 5 || f[0].starts_with('%') || f[0].starts_with('-') {
+                continue;
+            }
+            let name = *f.last()?;
+            let Ok(n) = f[3].parse::<u64>() else { continue };
+            if name == "total" {
+                total = Some(n);
+            } else {
+                if name == "clone" || name == "clone3" {
+                    clones += n;
+                }
+                by_name.push((name.to_owned(), n));
+            }
+        }
+        Some(StraceRun {
+            total: total?,
+            clones,
+            by_name,
+        })
+    };
+    let per_call = |side: &str| -> Option<PerCall> {
+        let StraceRun {
+            total: t1,
+            clones: c1,
+            by_name: b1,
+        } = run(side, n1)?;
+        let StraceRun {
+            total: t2,
+            clones: c2,
+            by_name: b2,
+        } = run(side, n2)?;
+        let d = (n2 - n1) as f64;
+        let mut breakdown: Vec<(String, f64)> = b2
+            .iter()
+            .map(|(name, n)| {
+                let before = b1.iter().find(|(m, _)| m == name).map_or(0, |(_, k)| *k);
+                (name.clone(), (*n as f64 - before as f64) / d)
+            })
+            .filter(|(_, per)| *per >= 0.05)
+            .collect();
+        breakdown.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Some(PerCall {
+            syscalls: (t2 as f64 - t1 as f64) / d,
+            clones: (c2 as f64 - c1 as f64) / d,
+            breakdown,
+        })
+    };
+    let (Some(lib), Some(base)) = (per_call("stslib"), per_call("floor")) else {
+        common::context("strace run failed: syscalls not counted");
+        return;
+    };
+    let (lib, lib_clones, lib_by) = (lib.syscalls, lib.clones, lib.breakdown);
+    let (base, base_clones, base_by) = (base.syscalls, base.clones, base.breakdown);
+    let show = |by: &[(String, f64)]| {
+        by.iter()
+            .map(|(n, k)| format!("{n} {k:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    common::context(&format!(
+        "syscalls per call (strace -f -c, runs of {n1} and {n2} calls): stslib {lib:.1} ({}), floor {base:.1} ({})",
+        show(&lib_by),
+        show(&base_by)
+    ));
+    common::context(&format!(
+        "threads created per call (clone/clone3): stslib {lib_clones:.2}, floor {base_clones:.2}"
+    ));
+    common::target(
+        "syscalls within 2 of the floor's",
+        lib <= base + 2.0,
+        &format!("{:+.1} per call", lib - base),
+    );
+    common::target(
+        "no thread per call",
+        lib_clones == 0.0,
+        &format!("{lib_clones:.2} per call"),
+    );
 }

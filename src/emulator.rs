@@ -2,7 +2,10 @@
 //!
 //! A real HTTP/1.1 server on `127.0.0.1` that speaks STS's Query/XML wire
 //! format (GetSessionToken, AssumeRole, GetCallerIdentity) and IAM's
-//! ListMFADevices, for tests, examples and benchmarks that must run offline.
+//! ListMFADevices, and KMS's JSON 1.1 (Encrypt, Decrypt, DescribeKey, with
+//! aliases and a strictly bound encryption context; see
+//! [`EmulatorBuilder::kms_key`]), for tests, examples and benchmarks that
+//! must run offline.
 //! It checks requests like STS does: known access key, matching session
 //! token, a SigV4 signature recomputed with the known secret, the request
 //! time within 5 minutes of its clock, and the expiry of the temporary
@@ -34,6 +37,7 @@
 
 mod faults;
 mod http;
+mod kms;
 mod server;
 mod service;
 mod sigv4;
@@ -68,6 +72,12 @@ pub enum Action {
     GetCallerIdentity,
     /// IAM ListMFADevices.
     ListMFADevices,
+    /// KMS Encrypt.
+    Encrypt,
+    /// KMS Decrypt.
+    Decrypt,
+    /// KMS DescribeKey.
+    DescribeKey,
     /// Every request, including ones naming no known action.
     Any,
 }
@@ -80,6 +90,9 @@ impl Action {
             Action::AssumeRole => "AssumeRole",
             Action::GetCallerIdentity => "GetCallerIdentity",
             Action::ListMFADevices => "ListMFADevices",
+            Action::Encrypt => "Encrypt",
+            Action::Decrypt => "Decrypt",
+            Action::DescribeKey => "DescribeKey",
             Action::Any => "*",
         }
     }
@@ -89,8 +102,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
-    /// An error answer in AWS's Query layout, with this status, code and
-    /// message, without looking at the request.
+    /// An error answer in AWS's Query layout (KMS: its JSON layout), with
+    /// this status, code and message, without looking at the request.
     Error {
         /// HTTP status.
         status: u16,
@@ -111,11 +124,13 @@ pub enum Fault {
     ResetConnection,
     /// Send a 200 head announcing more body than is sent, then close.
     TruncatedBody,
-    /// A 200 answer whose body is not well-formed XML.
+    /// A 200 answer whose body is not well-formed XML (KMS: not
+    /// well-formed JSON).
     MalformedXml,
     /// An HTML error page with this status, like Werkzeug's (moto's server).
     HtmlError(u16),
-    /// A 200 answer of well-formed XML in another action's shape.
+    /// A 200 answer of well-formed XML (KMS: JSON) in another action's
+    /// shape.
     WrongShape,
     /// A 200 answer whose body is this many bytes.
     Oversized(usize),
@@ -196,6 +211,8 @@ pub struct RequestRecord {
     pub serial_number: Option<String>,
     /// `ExternalId`, when given.
     pub external_id: Option<String>,
+    /// KMS: the `KeyId` of the JSON body, when given.
+    pub kms_key_id: Option<String>,
 }
 
 /// Configures and starts an [`Emulator`].
@@ -211,6 +228,8 @@ pub struct EmulatorBuilder {
     role_lifetime: Option<Duration>,
     denied_roles: Vec<String>,
     clock_offset: time::Duration,
+    kms_keys: Vec<(String, Vec<String>)>,
+    clock: crate::clock::Clock,
 }
 
 impl Default for EmulatorBuilder {
@@ -225,6 +244,8 @@ impl Default for EmulatorBuilder {
             role_lifetime: None,
             denied_roles: Vec::new(),
             clock_offset: time::Duration::ZERO,
+            kms_keys: Vec::new(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -312,6 +333,30 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Adds a KMS key (random material and UUID) in `region` of the
+    /// emulator's account, named by the aliases given (`alias/…`, may be
+    /// empty). Any authenticated caller may use it; its ARN is
+    /// [`Emulator::kms_key_arn`]. Defaults to no keys.
+    pub fn kms_key<S: Into<String>>(
+        mut self,
+        region: impl Into<String>,
+        aliases: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.kms_keys
+            .push((region.into(), aliases.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// The clock the emulator's time is read from (before
+    /// [`clock_offset`](Self::clock_offset) is added): give it the
+    /// [`ManualClock`](crate::clock::ManualClock) a session under test uses,
+    /// and moving that clock moves STS's time too (issue times, expiry,
+    /// signature skew, the `Date` header). Defaults to the system clock.
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validates the settings, binds 127.0.0.1 and starts serving.
     pub fn start(self) -> Result<Emulator> {
         let cfg = self.config()?;
@@ -325,6 +370,7 @@ impl EmulatorBuilder {
             random: Mutex::new(Vec::new()),
             records: Mutex::new(Vec::new()),
             offset_ns: AtomicI64::new(clamp_nanos(self.clock_offset)),
+            clock: self.clock.clone(),
             connections: AtomicUsize::new(0),
         });
         let workers = Arc::new(Mutex::new(Vec::new()));
@@ -403,7 +449,7 @@ impl EmulatorBuilder {
                 devices: Vec::new(),
             });
         }
-        let enable_date = OffsetDateTime::now_utc() + self.clock_offset;
+        let enable_date = self.clock.local() + self.clock_offset;
         for (user, serial, code) in &self.devices {
             let taken = users
                 .iter()
@@ -439,7 +485,30 @@ impl EmulatorBuilder {
                 "must be at least 1 second",
             ));
         }
+        let mut kms_keys: Vec<kms::Key> = Vec::new();
+        for (region, aliases) in &self.kms_keys {
+            crate::endpoint::validate_region(region)?;
+            for alias in aliases {
+                let ok = alias.len() > 6
+                    && alias.starts_with("alias/")
+                    && !alias.starts_with("alias/aws/")
+                    && alias[6..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
+                let taken = kms_keys
+                    .iter()
+                    .any(|k| &k.region == region && k.aliases.contains(alias));
+                if !ok || taken {
+                    return Err(Error::invalid_input(
+                        "kms_key",
+                        format!("`{alias}` is not a valid, unused alias (alias/[A-Za-z0-9/_-]+)"),
+                    ));
+                }
+            }
+            kms_keys.push(kms::Key::new(region, aliases.clone(), enable_date));
+        }
         Ok(service::Config {
+            kms_keys,
             account_id: account.clone(),
             users,
             require_mfa: self.require_mfa,
@@ -483,6 +552,7 @@ struct Shared {
     random: Mutex<Vec<RandomFaults>>,
     records: Mutex<Vec<RequestRecord>>,
     offset_ns: AtomicI64,
+    clock: crate::clock::Clock,
     connections: AtomicUsize,
 }
 
@@ -539,8 +609,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-            + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
+        self.clock.local() + time::Duration::nanoseconds(self.offset_ns.load(Ordering::Relaxed))
     }
 
     fn stopping(&self) -> bool {
@@ -685,6 +754,16 @@ impl Emulator {
         self.shared
             .offset_ns
             .store(clamp_nanos(offset), Ordering::Relaxed);
+    }
+
+    /// The ARN of the KMS key `alias` (`alias/…`) names in `region`.
+    pub fn kms_key_arn(&self, region: &str, alias: &str) -> Option<String> {
+        self.shared
+            .cfg
+            .kms_keys
+            .iter()
+            .find(|k| k.region == region && k.aliases.iter().any(|a| a == alias))
+            .map(|k| k.arn(&self.shared.cfg.account_id))
     }
 
     /// Stops serving and joins every thread (bounded: about a second).

@@ -1,4 +1,4 @@
-//! Where STS and IAM requests go: endpoint resolution (pure; the
+//! Where STS, IAM and KMS requests go: endpoint resolution (pure; the
 //! environment comes in through [`Env`]).
 //!
 //! Overrides follow the AWS SDKs' order, first found wins: the explicit
@@ -20,6 +20,10 @@
 //! `us-east-1`; `https://iam.cn-north-1.amazonaws.com.cn` signed for
 //! `cn-north-1`, ...), with the same overrides (`AWS_ENDPOINT_URL_IAM`,
 //! `iam` in the services section).
+//!
+//! KMS is regional in every partition, `https://kms.{region}.{partition
+//! domain}`; overrides: the explicit setting, `AWS_ENDPOINT_URL_KMS`,
+//! `AWS_ENDPOINT_URL`, the profile's `endpoint_url`.
 //!
 //! Plain `http://` is refused unless the host is loopback (`127.0.0.0/8`,
 //! `::1`, `localhost`): request bodies carry MFA codes and responses carry
@@ -176,6 +180,31 @@ pub(crate) fn resolve_iam(
     parse_endpoint(overridden.as_deref().unwrap_or(default_url), signing_region)
 }
 
+/// Resolves the KMS endpoint: `https://kms.{region}.{partition domain}`,
+/// signed for `region` (KMS keys live in one region). Overrides, first
+/// found wins: `explicit`, `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, the
+/// profile's `endpoint_url`; an override is still signed for `region`.
+pub(crate) fn resolve_kms(
+    region: &str,
+    explicit: Option<&str>,
+    profile_endpoint_url: Option<&str>,
+    env: &Env,
+) -> Result<Endpoint> {
+    validate_region(region)?;
+    let overridden = explicit
+        .map(str::to_owned)
+        .or_else(|| env.get("AWS_ENDPOINT_URL_KMS"))
+        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+        .or_else(|| profile_endpoint_url.map(str::to_owned));
+    match overridden {
+        Some(url) => parse_endpoint(&url, region),
+        None => parse_endpoint(
+            &format!("https://kms.{region}.{}", dns_suffix(region)),
+            region,
+        ),
+    }
+}
+
 fn iam_default(region: &str) -> (&'static str, &'static str) {
     if region.starts_with("cn-") {
         ("https://iam.cn-north-1.amazonaws.com.cn", "cn-north-1")
@@ -194,7 +223,7 @@ fn iam_default(region: &str) -> (&'static str, &'static str) {
 /// info, query or fragment; `http` only to loopback.
 pub(crate) fn parse_endpoint(url: &str, signing_region: &str) -> Result<Endpoint> {
     let refuse = |message: &str| Error::InvalidEndpoint {
-        url: url.to_owned(),
+        url: shown_url(url),
         message: message.to_owned(),
     };
     let trimmed = url.trim();
@@ -238,6 +267,21 @@ pub(crate) fn parse_endpoint(url: &str, signing_region: &str) -> Result<Endpoint
         signing_region: signing_region.to_owned(),
         loopback,
     })
+}
+
+/// `url` as a message shows it: user info (`user:password@`) replaced by
+/// `***@`, and at most a readable length.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    };
+    crate::error::cap(&shown).into_owned()
 }
 
 /// `host[:port]` or `[v6][:port]`; the host keeps IPv6 brackets.
@@ -330,7 +374,83 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_urls_hide_user_info_and_stay_short() {
+        use super::shown_url;
+        assert_eq!(
+            shown_url("https://user:hunter2@sts.example.com/x"),
+            "https://***@sts.example.com/x"
+        );
+        assert_eq!(
+            shown_url("http://a@b@127.0.0.1:9/"),
+            "http://***@127.0.0.1:9/"
+        );
+        // An `@` in the path is not user info.
+        assert_eq!(shown_url("https://h/p@q"), "https://h/p@q");
+        let long = format!("https://{}.example.com/", "h".repeat(10_000));
+        let shown = shown_url(&long);
+        assert!(shown.len() < 200 && shown.ends_with(&format!("... ({} bytes)", long.len())));
+        let e = super::parse_endpoint("ftp://u:secretpw@host/", "us-east-1").unwrap_err();
+        assert!(!e.to_string().contains("secretpw"), "{e}");
+    }
+
     use super::*;
+
+    #[test]
+    fn kms_endpoints_by_partition_and_overrides() {
+        let none = Env::from_pairs::<&str, &str>([]);
+        let url = |region, explicit, profile, env: &Env| {
+            resolve_kms(region, explicit, profile, env)
+                .map(|e| (e.url, e.signing_region))
+                .ok()
+        };
+        let own = |u: &str, r: &str| Some((u.to_owned(), r.to_owned()));
+        assert_eq!(
+            url("eu-west-1", None, None, &none),
+            own("https://kms.eu-west-1.amazonaws.com/", "eu-west-1")
+        );
+        assert_eq!(
+            url("cn-north-1", None, None, &none),
+            own("https://kms.cn-north-1.amazonaws.com.cn/", "cn-north-1")
+        );
+        assert_eq!(
+            url("us-gov-west-1", None, None, &none),
+            own("https://kms.us-gov-west-1.amazonaws.com/", "us-gov-west-1")
+        );
+        assert_eq!(
+            url("us-isob-east-1", None, None, &none),
+            own(
+                "https://kms.us-isob-east-1.sc2s.sgov.gov/",
+                "us-isob-east-1"
+            )
+        );
+        let both = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:2"),
+        ]);
+        let general = Env::from_pairs([("AWS_ENDPOINT_URL", "http://localhost:2")]);
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &both),
+            own("http://127.0.0.1:1/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &general),
+            own("http://localhost:2/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", None, Some("http://127.0.0.1:3"), &none),
+            own("http://127.0.0.1:3/", "us-east-1")
+        );
+        assert_eq!(
+            url("us-east-1", Some("http://[::1]:4"), None, &both),
+            own("http://[::1]:4/", "us-east-1")
+        );
+        assert!(matches!(
+            resolve_kms("us-east-1", Some("http://kms.example.com"), None, &none),
+            Err(Error::InvalidEndpoint { .. })
+        ));
+        assert!(resolve_kms("US_EAST", None, None, &none).is_err());
+    }
 
     #[test]
     fn no_proxy_lists() {

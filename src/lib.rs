@@ -51,7 +51,8 @@
 //! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
 //!   MFA prompt serve many processes; the `stslib credential-process`
 //!   command is built on it.
-//! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
+//! - `stslib::emulator` (cargo feature `emulator`, off by default; this
+//!   crate's own tests, examples and benches turn it on): a local STS on
 //!   127.0.0.1 with fault injection, for tests.
 //!
 //! # Threads
@@ -82,6 +83,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 mod credentials;
 mod env;
 mod error;
@@ -90,10 +92,12 @@ mod rand;
 mod secret;
 
 mod chain;
+mod limits;
 mod location;
 mod profile;
 
 mod endpoint;
+mod kms;
 mod sign;
 mod sts;
 mod transport;
@@ -108,19 +112,20 @@ mod slot;
 
 mod cache;
 
+pub mod kmsauth;
+
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use crate::cache::{Cache, CacheLock, CACHE_DIR_ENV};
+pub use crate::cache::{Cache, CacheEntry, CacheLock, CacheUser, Cached, CACHE_DIR_ENV};
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
 pub use crate::event::Event;
+pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::session::{
-    RoleOutcomes, Session, SessionBuilder, DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME,
-};
+pub use crate::session::{RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin};
 pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --
@@ -130,4 +135,7 @@ pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
 
 // -- sts: re-exports from credentials/endpoint/sts/wire go here --
 pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
+pub use crate::kms::{
+    DecryptOutput, EncryptOutput, EncryptionContext, KeyMetadata, KmsClient, KmsClientBuilder,
+};
 pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};

@@ -1,10 +1,12 @@
 //! The application's MFA code provider, as the session and its refresher
 //! call it.
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// A source of MFA codes for a device serial, given to
@@ -25,8 +27,42 @@ impl MfaProvider {
         MfaProvider(Arc::new(f))
     }
 
-    /// A code for `serial`. May block for as long as the provider does.
+    /// A code for `serial`. May block for as long as the provider does. A
+    /// panic inside the provider is caught and returned as
+    /// [`Error::MfaProvider`]: it must not take the refresher thread down
+    /// (nor the caller's, from `generate_session_token`).
     pub(crate) fn code(&self, serial: &str) -> Result<Secret> {
-        (self.0)(serial)
+        panic::catch_unwind(AssertUnwindSafe(|| (self.0)(serial))).unwrap_or_else(|payload| {
+            Err(Error::MfaProvider {
+                message: panic_message(&*payload),
+            })
+        })
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`), else a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_provider_is_an_error_not_a_panic() {
+        let p = MfaProvider::new(|serial| panic!("no device {serial}"));
+        match p.code("arn:aws:iam::1:mfa/x") {
+            Err(Error::MfaProvider { message }) => {
+                assert!(message == "no device arn:aws:iam::1:mfa/x", "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let p = MfaProvider::new(|_| Ok(Secret::new("123456")));
+        assert_eq!(p.code("s").unwrap().expose(), "123456");
     }
 }

@@ -6,7 +6,7 @@
 //! the credential slot, the event subscribers, the optional cache and MFA
 //! provider) and its control receiver, never the `Session`. It waits with
 //! `select_biased!` on the control channel first and on the next deadline
-//! second. The one halt signal is disconnection: the session drops the
+//! second (a timer of the session's [`Clock`], or a manual clock's wake-ups). The one halt signal is disconnection: the session drops the
 //! sender, and every wait here (and the client's retry backoff) sees it.
 //! Sleeps are capped by the policy's `max_sleep` and the wall clock is read
 //! again on every wake-up, so a suspended laptop does not oversleep an
@@ -16,16 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::{select_biased, Receiver, Sender, TryRecvError};
 use time::OffsetDateTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheUser};
+use crate::clock::{Clock, Wakeups};
 use crate::credentials::{AccessKey, Credentials};
 use crate::error::{Error, Result};
 use crate::event::{Event, Subscribers};
-use crate::mfa::MfaProvider;
+use crate::mfa::{panic_message, MfaProvider};
 use crate::schedule::{duration_between, RefreshPolicy};
 use crate::secret::Secret;
 use crate::slot::{RoleSpec, Slot};
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     /// The user's long-lived keys, for GetSessionToken.
     pub(crate) user: AccessKey,
     pub(crate) client: StsClient,
+    /// The session's clock (the client's too).
+    pub(crate) clock: Clock,
     pub(crate) policy: RefreshPolicy,
     pub(crate) mfa_provider: Option<MfaProvider>,
     /// How many AssumeRole calls run at once.
@@ -52,21 +55,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Now, by the system clock corrected with the skew STS taught the
+    /// Now, by the session's clock corrected with the skew STS taught the
     /// client: expiry decisions compare STS's expirations against this.
     pub(crate) fn now(&self) -> OffsetDateTime {
-        self.client.now()
+        self.clock.now()
     }
 
     /// [`now`](Self::now) as nanoseconds since the Unix epoch, cheaply (the
     /// read path calls it).
     #[inline]
     pub(crate) fn now_nanos(&self) -> i128 {
-        let local = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i128,
-            Err(e) => -(e.duration().as_nanos() as i128),
-        };
-        local + self.client.clock_skew().whole_nanoseconds()
+        self.clock.now_nanos()
     }
 
     /// The session token, if it is valid now.
@@ -84,23 +83,35 @@ impl Shared {
         self.slot.update(|snap| snap.with_token(new, lifetime));
     }
 
-    /// Cached credentials of `spec` with more than its refresh window left.
+    /// Whose entries this session reads and writes in the cache.
+    pub(crate) fn cache_user(&self) -> CacheUser<'_> {
+        CacheUser::new(&self.profile, &self.user.access_key_id)
+    }
+
+    /// Cached credentials of `spec` with more than its refresh window left
+    /// (by the local clock corrected with the offset stored with them, which
+    /// also seeds the client's when it has learnt none).
     pub(crate) fn cached_role(&self, spec: &RoleSpec) -> Option<Credentials> {
         let window = self
             .policy
             .window(Duration::from_secs(u64::from(spec.lifetime)));
-        let c =
-            self.cache
-                .as_ref()?
-                .load_role(&self.profile, &spec.profile, &spec.role_arn, window)?;
+        let hit = self.cache.as_ref()?.load_role_at(
+            self.cache_user(),
+            &spec.profile,
+            &spec.role_arn,
+            self.clock.local(),
+            window,
+        )?;
+        self.clock.seed_skew(hit.clock_offset);
         log::debug!("role `{}` reused from the cache", spec.profile);
-        Some(c)
+        Some(hit.credentials)
     }
 
     /// Stores role credentials in the cache, if any; failures are logged.
     pub(crate) fn store_role(&self, spec: &RoleSpec, c: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_role(&self.profile, &spec.profile, &spec.role_arn, c) {
+            let (user, offset) = (self.cache_user(), self.client.clock_skew());
+            if let Err(e) = cache.store_role(user, &spec.profile, &spec.role_arn, c, offset) {
                 log::warn!("cache: cannot store `{}`: {e}", spec.profile);
             }
         }
@@ -109,7 +120,8 @@ impl Shared {
     /// Stores a session token in the cache, if any; failures are logged.
     pub(crate) fn store_token(&self, serial: Option<&str>, token: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_token(&self.profile, serial, token) {
+            let offset = self.client.clock_skew();
+            if let Err(e) = cache.store_token(self.cache_user(), serial, token, offset) {
                 log::warn!("cache: cannot store the session token: {e}");
             }
         }
@@ -136,6 +148,20 @@ pub(crate) struct Refresher {
     /// Never sent on: dropping it disconnects the channel, the halt signal.
     control: Sender<()>,
     handle: JoinHandle<()>,
+    gate: Arc<Mutex<Gate>>,
+    shared: Arc<Shared>,
+}
+
+/// Whether the thread is inside the application's MFA provider, which may
+/// block for as long as a person takes (or forever). `halt` does not wait
+/// for it: it marks the thread detached and returns; the thread, once the
+/// provider returns, sees the mark and ends without another call or event.
+/// One lock orders the two sides: the thread checks for a halt and enters
+/// the provider under it, `halt` disconnects and then reads it.
+#[derive(Default)]
+struct Gate {
+    in_provider: bool,
+    detached: bool,
 }
 
 /// What one refresher thread works on.
@@ -144,6 +170,10 @@ struct Job {
     specs: Vec<RoleSpec>,
     /// The user's MFA device, resolved before the thread starts.
     mfa_serial: Option<String>,
+    /// Registered before the thread starts, so a manual clock moved right
+    /// after `spawn` waits for this thread too.
+    wakeups: Wakeups,
+    gate: Arc<Mutex<Gate>>,
 }
 
 impl Refresher {
@@ -154,10 +184,13 @@ impl Refresher {
         mfa_serial: Option<String>,
     ) -> Result<Refresher> {
         let (control, rx) = crossbeam_channel::bounded(0);
+        let gate = Arc::new(Mutex::new(Gate::default()));
         let job = Job {
-            shared,
+            wakeups: shared.clock.wakeups(),
+            shared: shared.clone(),
             specs,
             mfa_serial,
+            gate: gate.clone(),
         };
         let handle = thread::Builder::new()
             .name(THREAD_NAME.into())
@@ -166,7 +199,12 @@ impl Refresher {
                 message: format!("cannot start {THREAD_NAME}: {e}"),
             })?;
         log::debug!("{THREAD_NAME} started");
-        Ok(Refresher { control, handle })
+        Ok(Refresher {
+            control,
+            handle,
+            gate,
+            shared,
+        })
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -174,20 +212,38 @@ impl Refresher {
     }
 
     /// Signals the thread (by disconnecting its control channel) and joins
-    /// it; a panic inside becomes an error.
+    /// it; a panic inside becomes an error. A thread inside the MFA provider
+    /// is not waited for (see [`Gate`]): it is left to end by itself once
+    /// the provider returns, and the halt is announced here.
     pub(crate) fn halt(self) -> Result<()> {
-        drop(self.control);
-        self.handle.join().map_err(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Error::Thread {
-                message: format!("{THREAD_NAME} panicked: {message}"),
+        let Refresher {
+            control,
+            handle,
+            gate,
+            shared,
+        } = self;
+        drop(control);
+        {
+            let mut gate = lock(&gate);
+            if gate.in_provider {
+                gate.detached = true;
+                log::warn!(
+                    "refresher of `{}` halted while the MFA provider runs; not waiting for it \
+                     (the thread ends when the provider returns)",
+                    shared.profile
+                );
+                shared.subscribers.send(Event::Halted);
+                return Ok(());
             }
+        }
+        handle.join().map_err(|payload| Error::Thread {
+            message: format!("{THREAD_NAME} panicked: {}", panic_message(&*payload)),
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Per-role refresh state inside the thread.
@@ -202,6 +258,8 @@ fn run(job: Job, control: &Receiver<()>) {
         shared,
         specs,
         mfa_serial,
+        wakeups,
+        gate,
     } = job;
     let inner: &Shared = &shared;
     let policy = &inner.policy;
@@ -217,14 +275,41 @@ fn run(job: Job, control: &Receiver<()>) {
             })
         })
         .collect();
-    let mut token_at = snap.token.as_ref().and_then(|t| token_deadline(inner, t));
+    // Dropped for good if it panics.
+    let mut provider = inner.mfa_provider.clone();
+    let mut token_at = snap
+        .token
+        .as_ref()
+        .and_then(|t| token_deadline(inner, provider.as_ref(), t));
     let mut token_failures = 0u32;
     drop(snap);
 
-    while let Some(mut token) = inner.slot.get().token.clone() {
+    loop {
+        // Read before the time: a clock moved after this wakes the select.
+        let generation = wakeups.generation();
+        let Some(mut token) = inner.slot.get().token.clone() else {
+            break;
+        };
         // The session token first: roles are assumed with it.
         if token_at.is_some_and(|at| at <= inner.now()) {
-            match renew_token(inner, mfa_serial.as_deref()) {
+            let code = match (mfa_serial.as_deref(), &provider) {
+                (Some(serial), Some(provider)) => match ask(provider, serial, control, &gate) {
+                    Asked::Code(code) => Some(code),
+                    Asked::Halted => {
+                        log::info!("refresher of `{}` halted", inner.profile);
+                        inner.subscribers.send(Event::Halted);
+                        return;
+                    }
+                    Asked::Detached => return,
+                },
+                _ => None,
+            };
+            let renewed = match code {
+                Some(Err(e)) => Err(e),
+                Some(Ok(code)) => renew_token(inner, mfa_serial.as_deref(), Some(code)),
+                None => renew_token(inner, mfa_serial.as_deref(), None),
+            };
+            match renewed {
                 Ok(new) => {
                     token_failures = 0;
                     let new = Arc::new(new);
@@ -235,8 +320,18 @@ fn run(job: Job, control: &Receiver<()>) {
                     inner.subscribers.send(Event::TokenRenewed {
                         expiration: new.expiration,
                     });
-                    token_at = token_deadline(inner, &new);
+                    token_at = token_deadline(inner, provider.as_ref(), &new);
                     token = new;
+                }
+                Err(e @ Error::MfaProvider { .. }) => {
+                    // A bug in the application: do not ask again. Roles are
+                    // refreshed while the token lasts, then the thread ends.
+                    log::error!("session token renewal failed, not renewing again: {e}");
+                    provider = None;
+                    token_at = None;
+                    inner
+                        .subscribers
+                        .send(Event::TokenRenewalFailed { error: Arc::new(e) });
                 }
                 Err(e) => {
                     log::warn!("session token renewal failed: {e}");
@@ -279,6 +374,7 @@ fn run(job: Job, control: &Receiver<()>) {
             return;
         };
         let sleep = policy.sleep_for(now, deadline);
+        wakeups.idle(generation);
         log::debug!(
             "refresher of `{}`: next deadline {deadline}, sleeping {sleep:?}",
             inner.profile
@@ -289,7 +385,8 @@ fn run(job: Job, control: &Receiver<()>) {
                 inner.subscribers.send(Event::Halted);
                 return;
             }
-            recv(crossbeam_channel::at(Instant::now() + sleep)) -> _ => {}
+            recv(inner.clock.timer(sleep)) -> _ => {}
+            recv(wakeups.receiver()) -> _ => {}
         }
     }
     inner.subscribers.send(Event::Ended);
@@ -416,8 +513,12 @@ fn until_or_max(t: OffsetDateTime, now: OffsetDateTime) -> std::time::Duration {
 }
 
 /// When to renew the session token; `None` without an MFA provider.
-fn token_deadline(inner: &Shared, token: &Credentials) -> Option<OffsetDateTime> {
-    inner.mfa_provider.as_ref()?;
+fn token_deadline(
+    inner: &Shared,
+    provider: Option<&MfaProvider>,
+    token: &Credentials,
+) -> Option<OffsetDateTime> {
+    provider?;
     Some(
         inner
             .policy
@@ -425,13 +526,37 @@ fn token_deadline(inner: &Shared, token: &Credentials) -> Option<OffsetDateTime>
     )
 }
 
-fn renew_token(inner: &Shared, serial: Option<&str>) -> Result<Credentials> {
+/// What asking the MFA provider came to.
+enum Asked {
+    Code(Result<Secret>),
+    /// Halted before the provider was asked.
+    Halted,
+    /// Halted while the provider ran: `halt` did not wait for this thread.
+    Detached,
+}
+
+/// Asks the provider for a code, unless halted; see [`Gate`].
+fn ask(provider: &MfaProvider, serial: &str, control: &Receiver<()>, gate: &Mutex<Gate>) -> Asked {
+    {
+        let mut gate = lock(gate);
+        if halted(control) {
+            return Asked::Halted;
+        }
+        gate.in_provider = true;
+    }
+    let code = provider.code(serial);
+    let mut gate = lock(gate);
+    gate.in_provider = false;
+    if gate.detached {
+        log::debug!("{THREAD_NAME}: the MFA provider returned after a halt; ending");
+        return Asked::Detached;
+    }
+    Asked::Code(code)
+}
+
+fn renew_token(inner: &Shared, serial: Option<&str>, code: Option<Secret>) -> Result<Credentials> {
     let lifetime = inner.slot.get().token_lifetime;
     let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
-    let code = match (serial, &inner.mfa_provider) {
-        (Some(serial), Some(provider)) => Some(provider.code(serial)?),
-        _ => None,
-    };
     let token = inner.get_session_token(secs, serial, code)?;
     inner.store_token(serial, &token);
     Ok(token)
@@ -489,8 +614,7 @@ fn assume_until(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(assume_one(inner, &keys, spec, cancel));
+                    *lock(&slots[i]) = Some(assume_one(inner, &keys, spec, cancel));
                 };
                 // A thread that cannot be started leaves its share to the
                 // others, or to the inline pass below.
@@ -524,14 +648,10 @@ fn assume_one(
     spec: &RoleSpec,
     cancel: Option<&Receiver<()>>,
 ) -> Result<Credentials> {
-    let mut keys = token_keys.clone();
-    let mut last = None;
-    for hop in &spec.hops {
-        let assumed = inner.client.assume_role_cancellable(&keys, hop, cancel)?;
-        keys = assumed.credentials.access_key();
-        last = Some(assumed.credentials);
-    }
-    last.ok_or_else(|| Error::invalid_profile(&spec.profile, Some("role_arn"), "no role to assume"))
+    inner
+        .client
+        .assume_role_chain_cancellable(token_keys, &spec.hops, cancel)
+        .map(|assumed| assumed.credentials)
 }
 
 #[cfg(test)]

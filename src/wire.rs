@@ -239,7 +239,7 @@ fn describe_non_xml(body: &[u8]) -> String {
 }
 
 /// Collapses whitespace, drops control characters and caps the length.
-fn sanitize(s: &str, max_chars: usize) -> String {
+pub(crate) fn sanitize(s: &str, max_chars: usize) -> String {
     let words: Vec<&str> = s.split_whitespace().collect();
     let joined = words.join(" ");
     let mut out: String = joined

@@ -1,5 +1,6 @@
-//! Session behaviour on the local STS emulator with second-scale lifetimes:
-//! refresh before expiry, consistent snapshots, failure and recovery,
+//! Session behaviour on the local STS emulator with second-scale lifetimes,
+//! the session and the emulator sharing one manual clock that the tests move
+//! (no test waits for an expiry in real time): refresh before expiry, consistent snapshots, failure and recovery,
 //! per-role outcomes, errors before any network call, the end of a session,
 //! MFA renewal and serial resolution, fan-out and independent sessions.
 //!
@@ -13,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Emulator, Fault};
 use stslib::{Error, Event, Secret, Session};
-use time::OffsetDateTime;
 
 fn names(n: usize) -> (Vec<String>, String) {
     let names = role_names(n);
@@ -37,9 +38,14 @@ fn no_code(_serial: &str) -> stslib::Result<Secret> {
 #[test]
 fn every_role_is_refreshed_before_expiry_over_several_rounds() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(3))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(4);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .mfa_provider(no_code)
         .build()
         .unwrap();
@@ -57,13 +63,15 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
     let polls = AtomicUsize::new(0);
     // Problems the reader saw, reported after the threads are joined.
     let problems = Mutex::new(Vec::<String>::new());
-    let verified = Mutex::new(BTreeMap::<String, BTreeSet<String>>::new());
+    let mut verified = BTreeMap::<String, BTreeSet<String>>::new();
     let mut refreshed = BTreeMap::<String, usize>::new();
     let mut other = Vec::new();
     std::thread::scope(|s| {
+        // A reader polling while the clock moves and the refresher swaps
+        // sets in: never a gap, never expired credentials.
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                let before = OffsetDateTime::now_utc();
+                let before = session.clock().now();
                 let set = session.current_credentials();
                 polls.fetch_add(1, Ordering::Relaxed);
                 if set.len() != roles.len() {
@@ -80,57 +88,63 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                             .unwrap()
                             .push(format!("{profile}: expired credentials returned"));
                     }
-                    // Each credential is one the emulator issued for this
-                    // very role: its key, secret and token authenticate
-                    // together, as the role's session.
-                    let new = !verified
-                        .lock()
-                        .unwrap()
-                        .get(profile)
-                        .is_some_and(|s| s.contains(&c.access_key_id));
-                    let left = c.expiration - OffsetDateTime::now_utc();
-                    if new && left > time::Duration::milliseconds(500) {
-                        match session.client().get_caller_identity(&c.access_key()) {
-                            Ok(id)
-                                if id.arn.ends_with(&format!(
-                                    "assumed-role/{profile}/sts-{profile}"
-                                )) =>
-                            {
-                                verified
-                                    .lock()
-                                    .unwrap()
-                                    .entry(profile.to_owned())
-                                    .or_default()
-                                    .insert(c.access_key_id.clone());
-                            }
-                            other => problems
-                                .lock()
-                                .unwrap()
-                                .push(format!("{profile}: not its role's credentials: {other:?}")),
-                        }
-                    }
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::yield_now();
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while refreshed.len() < roles.len() || refreshed.values().any(|&n| n < 3) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match events.recv_timeout(left) {
-                Ok(Event::Refreshed {
+        // 100 ms of clock time per step, up to 15 s: several lifetimes; the
+        // reader polls at least once between steps.
+        let mut seen = Vec::new();
+        let mut done = false;
+        for _ in 0..150 {
+            let polled = polls.load(Ordering::Relaxed);
+            t.advance_and_settle(Duration::from_millis(100));
+            for e in events.try_iter() {
+                if let Event::Refreshed {
                     profile,
                     expiration,
-                }) => {
+                } = &e
+                {
                     // Published before announced: readers already see it.
                     let held = session.credentials();
-                    let c = held.get(&profile).expect("refreshed profile is held");
-                    assert!(c.expiration >= expiration, "{profile}: event before swap");
-                    *refreshed.entry(profile).or_default() += 1;
+                    let c = held.get(profile).expect("refreshed profile is held");
+                    assert!(c.expiration >= *expiration, "{profile}: event before swap");
+                    // Each credential is one the emulator issued for this
+                    // very role: its key, secret and token authenticate
+                    // together, as the role's session (checked while the
+                    // clock stands still).
+                    match session.client().get_caller_identity(&c.access_key()) {
+                        Ok(id)
+                            if id
+                                .arn
+                                .ends_with(&format!("assumed-role/{profile}/sts-{profile}")) =>
+                        {
+                            verified
+                                .entry(profile.clone())
+                                .or_default()
+                                .insert(c.access_key_id.clone());
+                        }
+                        other => panic!("{profile}: not its role's credentials: {other:?}"),
+                    }
+                    *refreshed.entry(profile.clone()).or_default() += 1;
                 }
-                Ok(e) => other.push(e),
-                Err(_) => break,
+                seen.push(e);
             }
+            done = refreshed.len() == roles.len() && refreshed.values().all(|&n| n >= 3);
+            if done {
+                break;
+            }
+            assert!(
+                eventually(Duration::from_secs(5), || polls.load(Ordering::Relaxed)
+                    > polled),
+                "the reader stopped polling"
+            );
         }
+        assert!(done, "not refreshed 3 times each: {refreshed:?}");
+        other.extend(
+            seen.into_iter()
+                .filter(|e| !matches!(e, Event::Refreshed { .. })),
+        );
         stop.store(true, Ordering::Relaxed);
     });
 
@@ -143,9 +157,9 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
             "{r} refreshed {refreshed:?} times; other events {other:?}"
         );
         // Several generations of credentials were checked against STS.
-        let checked = verified.lock().unwrap().get(r).map_or(0, BTreeSet::len);
+        let checked = verified.get(r).map_or(0, BTreeSet::len);
         assert!(
-            checked >= 2,
+            checked >= 3,
             "{r}: {checked} credential generations verified"
         );
     }
@@ -165,9 +179,14 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
 #[test]
 fn a_held_snapshot_never_changes_and_sets_are_whole() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(3))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(3);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .mfa_provider(no_code)
         .build()
         .unwrap();
@@ -184,7 +203,8 @@ fn a_held_snapshot_never_changes_and_sets_are_whole() {
     assert_eq!(before.len(), 3);
     // Wait until every role has been refreshed once.
     let mut pending: BTreeSet<String> = roles.iter().cloned().collect();
-    let (done, seen) = wait_event(&events, Duration::from_secs(8), |e| {
+    let step = Duration::from_millis(100);
+    let (done, seen) = advance_until(&t, &events, step, Duration::from_secs(8), |e| {
         if let Event::Refreshed { profile, .. } = e {
             pending.remove(profile);
         }
@@ -209,9 +229,14 @@ fn a_held_snapshot_never_changes_and_sets_are_whole() {
 #[test]
 fn a_failed_refresh_keeps_the_old_credentials_then_recovers() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(4)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(4))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(1);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .mfa_provider(no_code)
         .build()
         .unwrap();
@@ -227,14 +252,15 @@ fn a_failed_refresh_keeps_the_old_credentials_then_recovers() {
     emu.inject(Action::AssumeRole, Fault::access_denied(), 1);
 
     let mut codes = Vec::new();
-    let (recovered, seen) = wait_event(&events, Duration::from_secs(6), |e| match e {
+    let step = Duration::from_millis(50);
+    let (recovered, seen) = advance_until(&t, &events, step, Duration::from_secs(6), |e| match e {
         Event::RefreshFailed { profile, error } => {
             assert_eq!(profile, "r1");
             codes.push(error.code().map(str::to_owned));
             // The old credentials are still what readers get.
             let now = session.credentials_for("r1").expect("old ones still valid");
             assert_eq!(now.access_key_id, old.access_key_id);
-            assert!(now.is_valid());
+            assert!(now.is_valid_at(session.clock().now()));
             false
         }
         Event::Refreshed { .. } => true,
@@ -367,9 +393,14 @@ fn generate_credentials_before_a_session_token_is_no_credentials() {
 #[test]
 fn the_session_ends_by_itself_when_its_token_ends() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(3))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(2);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .build()
         .unwrap();
     let token = session
@@ -381,7 +412,8 @@ fn the_session_ends_by_itself_when_its_token_ends() {
         session.is_refreshing(),
         "roles refresh before the token ends"
     );
-    let (ended, seen) = wait_event(&events, Duration::from_secs(8), |e| {
+    let step = Duration::from_millis(100);
+    let (ended, seen) = advance_until(&t, &events, step, Duration::from_secs(8), |e| {
         matches!(e, Event::Ended)
     });
     assert!(ended.is_some(), "no Ended; events {seen:?}");
@@ -390,11 +422,11 @@ fn the_session_ends_by_itself_when_its_token_ends() {
         "refreshed while the token lasted: {seen:?}"
     );
     assert!(eventually(Duration::from_secs(1), || !session.is_refreshing()));
-    // Ended no later than shortly after the token itself.
-    assert!(OffsetDateTime::now_utc() < token.expiration + time::Duration::seconds(2));
-    // Nothing more happens: no requests, no events.
+    // Ended no later than one step after the token itself.
+    assert!(t.now() <= token.expiration + step);
+    // Nothing more happens: no requests, no events, however late it gets.
     let count = emu.request_count(Action::Any);
-    std::thread::sleep(Duration::from_millis(300));
+    t.advance_and_settle(Duration::from_secs(3600));
     assert_eq!(emu.request_count(Action::Any), count);
     assert!(events.try_recv().is_err());
     session.halt().unwrap();
@@ -403,12 +435,17 @@ fn the_session_ends_by_itself_when_its_token_ends() {
 #[test]
 fn the_session_ends_even_when_a_refresh_outlasts_the_token() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(3))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(1);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .build()
         .unwrap();
-    session
+    let token = session
         .generate_session_token(TOKEN_LIFETIME, None)
         .unwrap();
     let events = session.subscribe();
@@ -416,12 +453,17 @@ fn the_session_ends_even_when_a_refresh_outlasts_the_token() {
     // The refresh starts while the token is valid and is answered after it
     // has ended: ExpiredToken. The refresher must then stop (it used to
     // spin with zero sleeps on the role's passed deadline).
-    emu.inject(
-        Action::AssumeRole,
-        Fault::Delay(Duration::from_millis(2500)),
-        5,
-    );
-    let (ended, seen) = wait_event(&events, Duration::from_secs(8), |e| {
+    emu.inject(Action::AssumeRole, Fault::Delay(Duration::from_secs(1)), 5);
+    // Move the clock until the refresher is stuck in the delayed call...
+    let mut in_flight = false;
+    while !in_flight && t.now() < token.expiration {
+        t.advance(Duration::from_millis(100));
+        in_flight = !t.settle(Duration::from_millis(300));
+    }
+    assert!(in_flight, "no refresh started before the token ended");
+    // ... then past the token's end while STS holds the answer back.
+    t.advance(Duration::from_secs(3));
+    let (ended, seen) = wait_event(&events, Duration::from_secs(5), |e| {
         matches!(e, Event::Ended)
     });
     assert!(ended.is_some(), "no Ended; events {seen:?}");
@@ -434,8 +476,9 @@ fn the_session_ends_even_when_a_refresh_outlasts_the_token() {
     assert!(eventually(Duration::from_secs(1), || !session.is_refreshing()));
 }
 
-fn mfa_emulator(lifetime: Duration) -> Emulator {
+fn mfa_emulator(lifetime: Duration, clock: &ManualClock) -> Emulator {
     emulator_with_alice(lifetime)
+        .clock(clock.clock())
         .mfa_device("alice", ALICE_MFA, ALICE_CODE)
         .require_mfa(true)
         .start()
@@ -445,7 +488,8 @@ fn mfa_emulator(lifetime: Duration) -> Emulator {
 #[test]
 fn an_mfa_provider_renews_the_token_and_roles_keep_refreshing() {
     init_logger();
-    let emu = mfa_emulator(Duration::from_secs(3));
+    let t = ManualClock::starting_now();
+    let emu = mfa_emulator(Duration::from_secs(3), &t);
     let (roles, config) = names(2);
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
@@ -454,6 +498,7 @@ fn an_mfa_provider_renews_the_token_and_roles_keep_refreshing() {
         alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config),
         "alice",
     )
+    .clock(t.clock())
     .mfa_provider(move |serial| {
         assert_eq!(serial, ALICE_MFA);
         counter.fetch_add(1, Ordering::SeqCst);
@@ -471,9 +516,10 @@ fn an_mfa_provider_renews_the_token_and_roles_keep_refreshing() {
     // Roles refreshed well past the first token's end.
     let past = first.expiration + time::Duration::milliseconds(500);
     let mut late = BTreeSet::new();
-    let (done, seen) = wait_event(&events, Duration::from_secs(10), |e| {
+    let step = Duration::from_millis(100);
+    let (done, seen) = advance_until(&t, &events, step, Duration::from_secs(10), |e| {
         if let Event::Refreshed { profile, .. } = e {
-            if OffsetDateTime::now_utc() > past {
+            if t.now() > past {
                 late.insert(profile.clone());
             }
         }
@@ -502,13 +548,15 @@ fn an_mfa_provider_renews_the_token_and_roles_keep_refreshing() {
 #[test]
 fn a_failed_token_renewal_is_retried() {
     init_logger();
-    let emu = mfa_emulator(Duration::from_secs(3));
+    let t = ManualClock::starting_now();
+    let emu = mfa_emulator(Duration::from_secs(3), &t);
     let (roles, config) = names(1);
     let session = session_builder(
         &emu.endpoint(),
         alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config),
         "alice",
     )
+    .clock(t.clock())
     .mfa_provider(|_| Ok(Secret::new(ALICE_CODE)))
     .build()
     .unwrap();
@@ -516,7 +564,8 @@ fn a_failed_token_renewal_is_retried() {
     session.generate_credentials(&refs(&roles)).unwrap();
     let first = session.session_token().unwrap();
     emu.inject(Action::GetSessionToken, Fault::access_denied(), 1);
-    let (renewed, seen) = wait_event(&events, Duration::from_secs(5), |e| {
+    let step = Duration::from_millis(100);
+    let (renewed, seen) = advance_until(&t, &events, step, Duration::from_secs(5), |e| {
         matches!(e, Event::TokenRenewed { .. })
     });
     assert!(renewed.is_some(), "{seen:?}");
@@ -534,7 +583,7 @@ fn a_failed_token_renewal_is_retried() {
 #[test]
 fn a_wrong_mfa_code_is_access_denied() {
     init_logger();
-    let emu = mfa_emulator(Duration::from_secs(60));
+    let emu = mfa_emulator(Duration::from_secs(60), &ManualClock::starting_now());
     let (roles, config) = names(1);
     let files = alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config);
     let session = session_builder(&emu.endpoint(), files.clone(), "alice")
@@ -686,7 +735,10 @@ fn several_sessions_are_independent() {
         ("bob", "AKIABOBEXAMPLE000001", "bob-secret-key"),
         ("carol", "AKIACAROLEXAMPLE0001", "carol-secret-key"),
     ];
-    let mut emu = Emulator::builder().credential_lifetime(Duration::from_secs(3));
+    let t = ManualClock::starting_now();
+    let mut emu = Emulator::builder()
+        .clock(t.clock())
+        .credential_lifetime(Duration::from_secs(3));
     let mut config = String::new();
     let mut credentials = String::new();
     for (name, key, secret) in users {
@@ -703,6 +755,7 @@ fn several_sessions_are_independent() {
         .iter()
         .map(|(name, ..)| {
             let s = session_builder(&emu.endpoint(), files.clone(), name)
+                .clock(t.clock())
                 .mfa_provider(no_code)
                 .build()
                 .unwrap();
@@ -738,7 +791,8 @@ fn several_sessions_are_independent() {
     });
     assert!(halted.is_some());
     for (s, rx) in &sessions[1..] {
-        let (ok, seen) = wait_event(rx, Duration::from_secs(5), |e| {
+        let step = Duration::from_millis(100);
+        let (ok, seen) = advance_until(&t, rx, step, Duration::from_secs(5), |e| {
             matches!(e, Event::Refreshed { .. })
         });
         assert!(ok.is_some(), "{} stopped: {seen:?}", s.profile());
@@ -751,9 +805,14 @@ fn several_sessions_are_independent() {
 #[test]
 fn credentials_keeps_expired_ones_current_credentials_drops_them() {
     init_logger();
-    let emu = emulator_with_alice(Duration::from_secs(1)).start().unwrap();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(1))
+        .clock(t.clock())
+        .start()
+        .unwrap();
     let (roles, config) = names(2);
     let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
         .build()
         .unwrap();
     session
@@ -768,15 +827,16 @@ fn credentials_keeps_expired_ones_current_credentials_drops_them() {
         .map(|(_, c)| c.expiration)
         .max()
         .unwrap();
-    let wait = latest - OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
-    std::thread::sleep(wait.try_into().unwrap_or_default());
+    // Just past the latest expiration: the end counts as expired.
+    t.set(latest);
 
     let all = session.credentials();
     assert_eq!(all.len(), 2);
-    assert!(all.iter().all(|(_, c)| !c.is_valid()));
+    assert!(all.iter().all(|(_, c)| !c.is_valid_at(t.now())));
     assert!(session.current_credentials().is_empty());
     assert!(session.credentials_for("r1").is_none());
-    assert!(session.session_token().is_some_and(|t| !t.is_valid()));
+    let now = session.clock().now();
+    assert!(session.session_token().is_some_and(|c| !c.is_valid_at(now)));
 }
 
 #[test]
@@ -812,4 +872,66 @@ fn boto_maps_have_sts_profile_keys() {
     // The Debug form of the set never shows the secrets.
     let debug = format!("{set:?}");
     assert!(!debug.contains(set.get("r1").unwrap().secret_access_key.expose()));
+}
+
+#[test]
+fn a_panicking_mfa_provider_ends_the_refresher_cleanly_with_an_event() {
+    init_logger();
+    let t = ManualClock::starting_now();
+    let emu = mfa_emulator(Duration::from_secs(3), &t);
+    let (roles, config) = names(1);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let session = session_builder(
+        &emu.endpoint(),
+        alice_files(&format!("mfa_serial = {ALICE_MFA}"), &config),
+        "alice",
+    )
+    .clock(t.clock())
+    .mfa_provider(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(Secret::new(ALICE_CODE))
+        } else {
+            panic!("the code window was closed")
+        }
+    })
+    .build()
+    .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&refs(&roles)).unwrap();
+    let token = session.session_token().unwrap();
+    let step = Duration::from_millis(100);
+    let (ended, seen) = advance_until(&t, &events, step, Duration::from_secs(10), |e| {
+        matches!(e, Event::Ended)
+    });
+    assert!(ended.is_some(), "the refresher did not end: {seen:?}");
+    let failed: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::TokenRenewalFailed { error } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{seen:?}");
+    assert!(
+        matches!(&*failed[0], Error::MfaProvider { message } if message == "the code window was closed"),
+        "{:?}",
+        failed[0]
+    );
+    // Not asked again after the panic; the role was kept fresh while the
+    // token lasted, and the thread ended no later than the token.
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Refreshed { .. })),
+        "{seen:?}"
+    );
+    assert!(t.now() <= token.expiration + step);
+    assert!(eventually(Duration::from_secs(1), || !session.is_refreshing()));
+    session.halt().expect("a clean end, not a thread panic");
+
+    // On the caller's thread too: an error, not a panic.
+    let err = session
+        .generate_session_token(TOKEN_LIFETIME, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::MfaProvider { .. }), "{err:?}");
 }

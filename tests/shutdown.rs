@@ -10,11 +10,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Fault};
-use stslib::{Event, Session};
+use stslib::{Event, Secret, Session};
 
 /// Whether there are `n` refresher threads, polled for briefly: a new
 /// thread names itself only once it runs, and a joined one can linger in
@@ -32,14 +34,32 @@ fn session(endpoint: &str, n: usize) -> (Session, Vec<String>) {
     session_with(endpoint, n, false)
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Halt,
+    Drop,
+}
+
 /// A session for `n` roles with a 1 s client timeout and a session token;
 /// `renewable`: with an MFA provider (never asked for a code: alice has no
 /// device), so the token is renewed and the refresher runs on.
 fn session_with(endpoint: &str, n: usize, renewable: bool) -> (Session, Vec<String>) {
+    session_on(endpoint, n, renewable, &ManualClock::starting_now())
+}
+
+/// [`session_with`] on `clock`.
+fn session_on(
+    endpoint: &str,
+    n: usize,
+    renewable: bool,
+    clock: &ManualClock,
+) -> (Session, Vec<String>) {
     let roles = role_names(n);
     let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
     let files = alice_files("", &role_profiles(&refs, "alice", ""));
-    let mut b = session_builder(endpoint, files, "alice").timeout(Duration::from_secs(1));
+    let mut b = session_builder(endpoint, files, "alice")
+        .clock(clock.clock())
+        .timeout(Duration::from_secs(1));
     if renewable {
         b = b.mfa_provider(|_| panic!("alice has no MFA device"));
     }
@@ -139,15 +159,22 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
     // Halt mid-request: bounded by the client's 1 s timeout (the stalled
     // attempt times out, no retry follows a halt, the loop sees the halt).
     {
-        let emu = emulator_with_alice(Duration::from_secs(3)).start().unwrap();
-        let (s, roles) = session_with(&emu.endpoint(), 1, true);
+        let clock = ManualClock::starting_now();
+        let emu = emulator_with_alice(Duration::from_secs(3))
+            .clock(clock.clock())
+            .start()
+            .unwrap();
+        let (s, roles) = session_on(&emu.endpoint(), 1, true, &clock);
         let events = s.subscribe();
         generate(&s, &roles);
         emu.inject(Action::AssumeRole, Fault::Stall(Duration::from_secs(5)), 1);
-        // The stalled request is recorded when it arrives.
-        assert!(eventually(Duration::from_secs(4), || {
-            emu.request_count(Action::AssumeRole) == 2
-        }));
+        // Move the clock until the refresh is stuck in the stalled request
+        // (recorded when it arrives).
+        while emu.request_count(Action::AssumeRole) < 2 {
+            assert!(clock.now() < s.credentials().get(&roles[0]).unwrap().expiration);
+            clock.advance(Duration::from_millis(100));
+            clock.settle(Duration::from_millis(200));
+        }
         let stalled = emu.requests().into_iter().last().unwrap();
         assert!(matches!(stalled.fault, Some(Fault::Stall(_))));
         assert!(refresh_threads_are(1), "{} threads", refresh_threads());
@@ -167,12 +194,17 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
 
     // A session whose thread ended by itself halts fine.
     {
-        let emu = emulator_with_alice(Duration::from_secs(2)).start().unwrap();
-        let (s, roles) = session(&emu.endpoint(), 1);
+        let clock = ManualClock::starting_now();
+        let emu = emulator_with_alice(Duration::from_secs(2))
+            .clock(clock.clock())
+            .start()
+            .unwrap();
+        let (s, roles) = session_on(&emu.endpoint(), 1, false, &clock);
         let events = s.subscribe();
         generate(&s, &roles);
         assert!(refresh_threads_are(1), "{} threads", refresh_threads());
-        let (ended, seen) = wait_event(&events, Duration::from_secs(6), |e| {
+        let step = Duration::from_millis(100);
+        let (ended, seen) = advance_until(&clock, &events, step, Duration::from_secs(6), |e| {
             matches!(e, Event::Ended)
         });
         assert!(ended.is_some(), "{seen:?}");
@@ -183,6 +215,71 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         s.halt().unwrap();
         assert!(t.elapsed() < Duration::from_secs(1));
         assert!(events.try_recv().is_err(), "no Halted from an ended thread");
+    }
+
+    // Halt or drop while the MFA provider blocks (a person who does not
+    // answer): it returns within the client's timeouts, announces the halt,
+    // and the thread ends by itself, with no further call or event, once
+    // the provider returns.
+    for stop in [Stop::Halt, Stop::Drop] {
+        let clock = ManualClock::starting_now();
+        let emu = emulator_with_alice(Duration::from_secs(3))
+            .clock(clock.clock())
+            .mfa_device("alice", ALICE_MFA, ALICE_CODE)
+            .require_mfa(true)
+            .start()
+            .unwrap();
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (release, released) = crossbeam_channel::unbounded::<()>();
+        let asked = AtomicUsize::new(0);
+        let files = alice_files(
+            &format!("mfa_serial = {ALICE_MFA}"),
+            &role_profiles(&["r1"], "alice", ""),
+        );
+        let s = session_builder(&emu.endpoint(), files, "alice")
+            .clock(clock.clock())
+            .timeout(Duration::from_secs(1))
+            .mfa_provider(move |_| {
+                // The first code comes at once, the renewal's never until
+                // the test releases it.
+                if asked.fetch_add(1, Ordering::SeqCst) > 0 {
+                    let _ = entered_tx.send(());
+                    let _ = released.recv();
+                }
+                Ok(Secret::new(ALICE_CODE))
+            })
+            .build()
+            .unwrap();
+        let events = s.subscribe();
+        generate(&s, &["r1".to_owned()]);
+        while entered.try_recv().is_err() {
+            assert!(clock.now() < s.session_token().unwrap().expiration);
+            clock.advance(Duration::from_millis(100));
+            clock.settle(Duration::from_millis(200));
+        }
+        let tokens = emu.request_count(Action::GetSessionToken);
+        let t = Instant::now();
+        match stop {
+            Stop::Halt => {
+                s.halt().unwrap();
+                assert!(!s.is_refreshing());
+            }
+            Stop::Drop => drop(s),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{stop:?} took {:?}",
+            t.elapsed()
+        );
+        let (halted, seen) = wait_event(&events, Duration::ZERO, |e| matches!(e, Event::Halted));
+        assert!(halted.is_some(), "{stop:?}: {seen:?}");
+        // The thread is still inside the provider ...
+        assert!(refresh_threads_are(1), "{} threads", refresh_threads());
+        release.send(()).unwrap();
+        // ... and ends once it returns, without using the code.
+        assert!(no_refresh_threads());
+        assert_eq!(emu.request_count(Action::GetSessionToken), tokens);
+        assert!(events.try_recv().is_err(), "an event after the halt");
     }
     assert!(refresh_threads_are(0), "{} threads", refresh_threads());
 }

@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::responder::{Responder, Step};
 use stslib::{AccessKey, Env, Error, Secret, StsClient};
 
 fn keys() -> AccessKey {
@@ -251,4 +252,57 @@ fn aws_ca_bundle_is_the_trust_root() {
         ),
         "{e}"
     );
+}
+
+/// A server on 127.0.0.1 that reads one request, then hands the stream to
+/// `respond` (which runs until the client goes away or it returns).
+fn one_shot_server(respond: fn(&mut TcpStream)) -> Responder {
+    Responder::start(vec![Step::Raw(respond)])
+}
+
+/// Times one GetCallerIdentity with a 300 ms timeout and no retry.
+fn timed_call(endpoint: &str) -> (Duration, Error) {
+    let client = StsClient::builder()
+        .endpoint(endpoint)
+        .env(Env::from_pairs::<&str, &str>([]))
+        .max_attempts(1)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let e = client.get_caller_identity(&keys()).unwrap_err();
+    (started.elapsed(), e)
+}
+
+#[test]
+fn a_silent_server_fails_the_attempt_after_the_timeout() {
+    let endpoint = one_shot_server(|_| std::thread::sleep(Duration::from_secs(10)));
+    let (took, e) = timed_call(&endpoint.url);
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_trickling_server_is_cut_off_by_the_phase_budget() {
+    // One byte of the response head every 100 ms: no read waits 300 ms, so
+    // only the phase budget (2 x 300 ms) can end the attempt; without it
+    // the trickle would last 10 s.
+    let endpoint = one_shot_server(|stream| {
+        for b in b"HTTP/1.1 200 OK\r\nx-padding: "
+            .iter()
+            .chain([b'a'; 100].iter())
+        {
+            if stream.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (took, e) = timed_call(&endpoint.url);
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

@@ -2,6 +2,7 @@
 //! else let the service answer; then record the request.
 
 use super::http::{self, Request, Response};
+use super::kms;
 use super::server::Outcome;
 use super::service::{self, Form, IAM_NS, STS_NS};
 use super::{lock, sigv4, Action, Fault, RequestRecord, Shared};
@@ -9,13 +10,27 @@ use super::{lock, sigv4, Action, Fault, RequestRecord, Shared};
 /// Decides the answer to one request, applying any injected fault, and
 /// records it.
 pub(super) fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
-    let form = Form::parse(&req.body);
+    // KMS (JSON 1.1) by its target header or credential scope; else the
+    // Query protocol of STS and IAM.
+    let is_kms = kms::is_kms(req);
+    let form = if is_kms {
+        Form::default()
+    } else {
+        Form::parse(&req.body)
+    };
     let service = service::service_of(req);
     let ns = if service == "iam" { IAM_NS } else { STS_NS };
-    let action_name = form.get("Action").map(str::to_owned);
-    let action = action_name
-        .as_deref()
-        .and_then(|n| service::action_of(&service, n));
+    let (action_name, action) = if is_kms {
+        let name = kms::operation(req);
+        let action = name.as_deref().and_then(kms::action_of);
+        (name, action)
+    } else {
+        let name = form.get("Action").map(str::to_owned);
+        let action = name
+            .as_deref()
+            .and_then(|n| service::action_of(&service, n));
+        (name, action)
+    };
     let fault = shared.take_fault(action);
     let request_id = service::request_id();
     let close = !req.keep_alive() || shared.stopping();
@@ -30,14 +45,18 @@ pub(super) fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
             }
             let answer = {
                 let mut state = lock(&shared.state);
-                service::handle(
-                    &shared.cfg,
-                    &mut state,
-                    req,
-                    &form,
-                    shared.now(),
-                    &request_id,
-                )
+                if is_kms {
+                    kms::handle(&shared.cfg, &mut state, req, shared.now(), &request_id)
+                } else {
+                    service::handle(
+                        &shared.cfg,
+                        &mut state,
+                        req,
+                        &form,
+                        shared.now(),
+                        &request_id,
+                    )
+                }
             };
             code = answer.code;
             Outcome::Send {
@@ -51,19 +70,34 @@ pub(super) fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
             message,
         }) => {
             code = Some(c.clone());
-            Outcome::Send {
-                response: service::error_response(ns, *status, c, message, &request_id),
-                close,
-            }
+            let response = if is_kms {
+                kms::error_response(*status, c, message, &request_id)
+            } else {
+                service::error_response(ns, *status, c, message, &request_id)
+            };
+            Outcome::Send { response, close }
         }
         Some(Fault::Stall(d)) => Outcome::Stall(*d),
         Some(Fault::DropConnection) => Outcome::Drop,
         Some(Fault::ResetConnection) => Outcome::Reset,
+        Some(Fault::TruncatedBody) if is_kms => Outcome::Truncated(kms::json_response(
+            200,
+            kms::canned_body(action, &shared.cfg.account_id, false),
+            &request_id,
+        )),
         Some(Fault::TruncatedBody) => Outcome::Truncated(service::xml_response(
             200,
             canned_body(action, ns, &request_id, false),
             &request_id,
         )),
+        Some(Fault::MalformedXml) if is_kms => Outcome::Send {
+            response: kms::json_response(
+                200,
+                "{\"KeyId\": \"arn:aws:kms:us-east-1:1:key/x\", \"Plaintext\": ".to_owned(),
+                &request_id,
+            ),
+            close,
+        },
         Some(Fault::MalformedXml) => {
             let name = action.unwrap_or(Action::GetCallerIdentity).name();
             let body = format!(
@@ -76,6 +110,14 @@ pub(super) fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
         }
         Some(Fault::HtmlError(status)) => Outcome::Send {
             response: html_error(*status),
+            close,
+        },
+        Some(Fault::WrongShape) if is_kms => Outcome::Send {
+            response: kms::json_response(
+                200,
+                kms::canned_body(action, &shared.cfg.account_id, true),
+                &request_id,
+            ),
             close,
         },
         Some(Fault::WrongShape) => Outcome::Send {
@@ -131,6 +173,11 @@ pub(super) fn respond(shared: &Shared, conn: usize, req: &Request) -> Outcome {
         role_session_name: form.get("RoleSessionName").map(str::to_owned),
         serial_number: form.get("SerialNumber").map(str::to_owned),
         external_id: form.get("ExternalId").map(str::to_owned),
+        kms_key_id: if is_kms {
+            kms::key_id_of(&req.body)
+        } else {
+            None
+        },
     };
     log::debug!(
         "emulator: conn {} {} key {} -> {} {}{}",

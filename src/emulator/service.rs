@@ -58,6 +58,7 @@ pub(crate) struct Config {
     pub lifetime: Option<Duration>,
     pub role_lifetime: Option<Duration>,
     pub denied_roles: Vec<String>,
+    pub kms_keys: Vec<super::kms::Key>,
 }
 
 /// Credentials the emulator issued, by access key id.
@@ -76,7 +77,7 @@ struct Temp {
 }
 
 #[derive(Debug, Clone)]
-enum TempKind {
+pub(crate) enum TempKind {
     /// From GetSessionToken: acts as the user.
     Session { user: usize },
     /// From AssumeRole.
@@ -89,7 +90,7 @@ enum TempKind {
 
 /// Who signed the request.
 #[derive(Debug, Clone)]
-enum Caller {
+pub(crate) enum Caller {
     User(usize),
     Temp(TempKind),
 }
@@ -111,13 +112,13 @@ pub(crate) struct Answer {
 }
 
 /// An error answer before it is rendered.
-struct Fail {
-    status: u16,
-    code: &'static str,
-    message: String,
+pub(crate) struct Fail {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
 }
 
-fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Fail {
+pub(crate) fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Fail {
     Fail {
         status,
         code,
@@ -290,11 +291,13 @@ fn dispatch(
         Action::AssumeRole => assume_role(cfg, st, &caller, form, now, request_id),
         Action::GetCallerIdentity => Ok(get_caller_identity(cfg, &caller, request_id)),
         Action::ListMFADevices => list_mfa_devices(cfg, &caller, form, request_id),
-        Action::Any => Err(fail(400, "InvalidAction", "Could not find operation")),
+        Action::Encrypt | Action::Decrypt | Action::DescribeKey | Action::Any => {
+            Err(fail(400, "InvalidAction", "Could not find operation"))
+        }
     }
 }
 
-fn authenticate(
+pub(crate) fn authenticate(
     cfg: &Config,
     st: &State,
     req: &Request,
@@ -309,7 +312,7 @@ fn authenticate(
     };
     let auth =
         sigv4::parse_authorization(value).map_err(|m| fail(400, "IncompleteSignature", m))?;
-    if auth.service != "sts" && auth.service != "iam" {
+    if !["sts", "iam", "kms"].contains(&auth.service.as_str()) {
         return Err(fail(
             403,
             "SignatureDoesNotMatch",

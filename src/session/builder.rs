@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cache::Cache;
+use crate::clock::Clock;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::event::Subscribers;
@@ -18,7 +19,8 @@ use crate::secret::Secret;
 use crate::slot::Slot;
 use crate::sts::StsClientBuilder;
 
-use super::{Session, DEFAULT_TOKEN_LIFETIME};
+use super::Session;
+use crate::limits::DEFAULT_TOKEN_LIFETIME;
 
 /// Builds a [`Session`].
 ///
@@ -35,6 +37,7 @@ pub struct SessionBuilder {
     /// The client's own settings; the profile's and the environment's are
     /// applied at build time, below explicit ones.
     client: StsClientBuilder,
+    clock: Clock,
     policy: RefreshPolicy,
     mfa_provider: Option<MfaProvider>,
     parallelism: usize,
@@ -42,6 +45,7 @@ pub struct SessionBuilder {
     cache: Option<Cache>,
     refresh: bool,
     token_lifetime: Duration,
+    require_mfa: bool,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -55,6 +59,7 @@ impl fmt::Debug for SessionBuilder {
             .field("strict", &self.strict)
             .field("cache", &self.cache)
             .field("refresh", &self.refresh)
+            .field("require_mfa", &self.require_mfa)
             .finish_non_exhaustive()
     }
 }
@@ -130,11 +135,21 @@ impl SessionBuilder {
         self
     }
 
-    /// Timeout of each phase of an STS call attempt (send, await the
-    /// answer, read it). Defaults to the client's
+    /// How long an STS call attempt waits for the server (per read or
+    /// write; twice that per phase). Defaults to the client's
     /// (see [`StsClientBuilder::timeout`](crate::StsClientBuilder::timeout)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
+        self
+    }
+
+    /// Where the session reads the time: the STS client signs with it, the
+    /// refresher's deadlines and every validity check compare against it
+    /// (corrected by the skew the client learns from STS). A
+    /// [`ManualClock`](crate::clock::ManualClock)'s clock lets a test drive
+    /// hours of refreshes without sleeping. Defaults to the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -174,10 +189,13 @@ impl SessionBuilder {
 
     /// A disk cache for the session token and role credentials, shared with
     /// other processes: a valid cached token is reused without asking for
-    /// MFA (taken under the cache's cross-process lock, so processes started
-    /// together ask once), cached role credentials are reused while more
-    /// than their refresh window remains, and everything obtained or
-    /// refreshed is stored. A cache that cannot be read is ignored; one that
+    /// MFA, cached role credentials are reused while more than their refresh
+    /// window remains, and everything obtained or refreshed is stored. The
+    /// MFA provider is asked before the cache's cross-process lock is taken;
+    /// under the lock the cache is checked again, so processes started
+    /// together make one GetSessionToken and one AssumeRole per role. A
+    /// cached token STS rejects is removed. A cache that cannot be read (or
+    /// is not trusted: see [`Cache`]) is ignored with a warning; one that
     /// cannot be written is logged and ignored. Use
     /// [`Cache::from_env`] for the default `~/.stslib/cache` (or
     /// `STSLIB_CACHE_DIR`). Defaults to none (nothing touches the disk).
@@ -203,6 +221,20 @@ impl SessionBuilder {
         self
     }
 
+    /// Whether finding no MFA device for the user is an error. The device
+    /// is looked for in the user profile's `mfa_serial`, then in the role
+    /// profiles sourced from it, then with IAM `ListMFADevices`; when all
+    /// come up empty (or IAM denies the lookup), a session token without MFA
+    /// would fail every MFA-protected role with a bare `AccessDenied`. With
+    /// `true` that is an [`Error::InvalidProfile`] naming where it looked;
+    /// with `false` a session without MFA is made (a denied lookup is
+    /// logged as a warning). Defaults to `false`; the `stslib` command sets
+    /// it unless `--no-mfa` is given.
+    pub fn require_mfa(mut self, require: bool) -> Self {
+        self.require_mfa = require;
+        self
+    }
+
     /// Reads the profile files, resolves the user profile to its static
     /// keys and builds the STS client. No network call is made.
     pub fn build(self) -> Result<Session> {
@@ -223,7 +255,12 @@ impl SessionBuilder {
             ));
         }
         let source = files.profile(&profile)?;
-        let client = self.client.env(self.env.clone()).profile(source).build()?;
+        let client = self
+            .client
+            .env(self.env.clone())
+            .profile(source)
+            .clock(self.clock.clone())
+            .build()?;
         log::info!(
             "session created for profile `{profile}` (endpoint {})",
             client.endpoint()
@@ -233,6 +270,7 @@ impl SessionBuilder {
                 profile,
                 user: chain.source.keys,
                 client,
+                clock: self.clock,
                 policy: self.policy,
                 mfa_provider: self.mfa_provider,
                 parallelism: self.parallelism,
@@ -245,6 +283,8 @@ impl SessionBuilder {
             refresh: self.refresh,
             default_token_lifetime: self.token_lifetime,
             mfa_serial: Mutex::new(None),
+            require_mfa: self.require_mfa,
+            token_state: Mutex::default(),
             refresher: Mutex::new(None),
         })
     }
@@ -257,6 +297,7 @@ impl SessionBuilder {
             files: None,
             env: Env::process(),
             client: StsClientBuilder::default(),
+            clock: Clock::system(),
             policy: RefreshPolicy::default(),
             mfa_provider: None,
             parallelism: 64,
@@ -264,6 +305,7 @@ impl SessionBuilder {
             cache: None,
             refresh: true,
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            require_mfa: false,
         }
     }
 }

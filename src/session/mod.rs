@@ -5,6 +5,7 @@
 //! [`Shared`], the credentials themselves are in the [`Slot`](crate::slot::Slot).
 
 mod builder;
+mod cache_flow;
 mod mfa_serial;
 
 use std::collections::BTreeMap;
@@ -12,23 +13,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::chain;
+use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher, Shared};
-use crate::secret::Secret;
 use crate::slot::{CredentialSet, RoleSpec, Snapshot};
-use crate::sts::{AssumeRoleRequest, StsClient};
+use crate::sts::StsClient;
 
 pub use builder::SessionBuilder;
-
-/// The default session-token lifetime: 12 hours, as STS's own default.
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-/// The default role-credential lifetime: 1 hour, the most AWS allows for a
-/// role assumed with session credentials.
-pub const DEFAULT_ROLE_LIFETIME: u32 = 3600;
+pub use cache_flow::{TokenMiss, TokenOrigin};
 
 /// One IAM user's MFA session token and the role credentials assumed from
 /// it, kept fresh by one background thread.
@@ -49,6 +45,10 @@ pub struct Session {
     default_token_lifetime: Duration,
     /// Resolved once: `Some(None)` means "no MFA device".
     mfa_serial: Mutex<Option<Option<String>>>,
+    /// Whether finding no MFA device is an error.
+    require_mfa: bool,
+    /// Where the token came from and why a new one was needed.
+    token_state: Mutex<cache_flow::TokenState>,
     refresher: Mutex<Option<Refresher>>,
 }
 
@@ -84,6 +84,13 @@ impl Session {
         &self.shared.client
     }
 
+    /// The session's clock (see [`SessionBuilder::clock`]): check
+    /// credentials against `clock().now()`, which carries the correction the
+    /// client learnt from STS, e.g. `c.is_valid_at(session.clock().now())`.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
     /// The MFA device serial used for the session token: the user
     /// profile's `mfa_serial`, else the one its role profiles name (they
     /// must agree), else the first of IAM `ListMFADevices` for the user,
@@ -98,62 +105,33 @@ impl Session {
         Ok(s)
     }
 
-    /// GetSessionToken with the user's keys, with MFA when the user has a
-    /// device (see [`mfa_serial`](Self::mfa_serial)). The code comes from
-    /// `mfa_code`, else from the MFA provider. `lifetime` is 15 min to 36 h,
-    /// exact seconds. The token replaces any earlier one; role credentials
-    /// already held are kept.
+    /// A session token for this user, with MFA when the user has a device
+    /// (see [`mfa_serial`](Self::mfa_serial)). With `mfa_code`, always a new
+    /// one from GetSessionToken. Without, a cached one is reused while it has
+    /// more than its own refresh window left (whatever `lifetime` is asked);
+    /// else a new one with a code from the MFA provider. `lifetime` is
+    /// 15 min to 36 h, exact seconds. The token replaces any earlier one;
+    /// role credentials already held are kept. See
+    /// [`token_origin`](Self::token_origin) for which it was.
+    ///
+    /// With a cache, the MFA provider is asked before the cache's lock is
+    /// taken (never while holding it); under the lock the cache is checked
+    /// again, so processes started together make one GetSessionToken.
     pub fn generate_session_token(
         &self,
         lifetime: Duration,
         mfa_code: Option<&str>,
     ) -> Result<Credentials> {
-        let secs = u32::try_from(lifetime.as_secs())
-            .ok()
-            .filter(|s| (900..=129_600).contains(s) && lifetime.subsec_nanos() == 0)
-            .ok_or_else(|| {
-                Error::invalid_input(
-                    "DurationSeconds",
-                    format!(
-                        "session token lifetime must be whole seconds from 900 to 129600, got {lifetime:?}"
-                    ),
-                )
-            })?;
+        if mfa_code.is_some() {
+            return self.renew_session_token(lifetime, mfa_code);
+        }
+        let secs = cache_flow::token_seconds(lifetime)?;
         let serial = self.mfa_serial()?;
-        // Processes sharing a cache ask for one token between them: the
-        // lock covers "load, or fetch and store".
-        let _guard = self.shared.cache.as_ref().and_then(|c| {
-            c.lock()
-                .map_err(|e| log::warn!("cache: cannot lock, going on without it: {e}"))
-                .ok()
-        });
-        if let Some(token) = self.cached_token(serial.as_deref(), lifetime) {
+        let window = |t: &Credentials| self.shared.policy.window(cache_flow::own_lifetime(t));
+        if let Some(token) = self.cached_token(serial.as_deref(), lifetime, window) {
             return Ok(token);
         }
-        let code = match (&serial, mfa_code) {
-            (None, _) => None,
-            (Some(_), Some(code)) => Some(Secret::new(code)),
-            (Some(serial), None) => match &self.shared.mfa_provider {
-                Some(provider) => Some(provider.code(serial)?),
-                None => {
-                    return Err(Error::invalid_input(
-                        "TokenCode",
-                        format!("an MFA code is needed for device `{serial}`"),
-                    ))
-                }
-            },
-        };
-        let token = self
-            .shared
-            .get_session_token(secs, serial.as_deref(), code)?;
-        self.shared.store_token(serial.as_deref(), &token);
-        self.shared.adopt_token(lifetime, &token);
-        log::info!(
-            "session token for `{}` obtained, expires {}",
-            self.shared.profile,
-            token.expiration_iso()
-        );
-        Ok(token)
+        self.new_token(lifetime, secs, serial.as_deref(), None, true)
     }
 
     /// AssumeRole for each profile with the session token's credentials,
@@ -175,46 +153,84 @@ impl Session {
             .collect::<Result<Vec<_>>>()?;
         // Cached role credentials with more than their refresh window left
         // need no session token at all.
-        let cached: Vec<Option<Credentials>> =
-            specs.iter().map(|s| self.shared.cached_role(s)).collect();
-        let missing: Vec<RoleSpec> = specs
+        let mut outcomes: Vec<Option<Result<Credentials>>> = specs
             .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(s, _)| s.clone())
+            .map(|s| self.shared.cached_role(s).map(Ok))
             .collect();
-        let token = if missing.is_empty() {
+        let token = if outcomes.iter().all(Option::is_some) {
             // Still worth a token when refreshing: without one no refresher
             // starts, and the cached roles would simply run out. Not having
             // one is no error here, since every role is served.
             self.shared.valid_token().or_else(|| {
+                let margin = specs
+                    .iter()
+                    .map(|s| {
+                        self.shared
+                            .policy
+                            .window(Duration::from_secs(u64::from(s.lifetime)))
+                    })
+                    .max()
+                    .unwrap_or_default();
                 self.refresh
-                    .then(|| self.token_for_roles())
+                    .then(|| self.token_for_roles(margin))
                     .and_then(|r| {
-                        r.map_err(|e| log::warn!("roles served from the cache, but no session token to refresh them: {e}"))
-                            .ok()
+                        r.map_err(|e| {
+                            log::warn!(
+                                "roles served from the cache, but no session token to refresh them: {e}"
+                            )
+                        })
+                        .ok()
                     })
             })
         } else {
-            Some(self.token_for_roles()?)
+            // The token must outlast the refresh window of the roles it
+            // mints, whatever lifetime the caller asks for new tokens.
+            let margin = specs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .map(|(s, _)| {
+                    self.shared
+                        .policy
+                        .window(Duration::from_secs(u64::from(s.lifetime)))
+                })
+                .max()
+                .unwrap_or_default();
+            let token = self.token_for_roles(margin)?;
+            self.fetch_missing(&specs, &mut outcomes, &token);
+            let rejected = self.drop_rejected_token(&token, &mut outcomes);
+            if rejected.is_empty() {
+                Some(token)
+            } else {
+                // One more go with a new token (the cache may hold a newer
+                // one; the MFA provider may give a code). Without one, the
+                // roles keep STS's rejection as their outcome.
+                match self.token_for_roles(margin) {
+                    Ok(token) => {
+                        self.fetch_missing(&specs, &mut outcomes, &token);
+                        Some(token)
+                    }
+                    Err(e) => {
+                        log::warn!("no new session token after the rejection: {e}");
+                        for (i, e) in rejected {
+                            outcomes[i] = Some(Err(e));
+                        }
+                        None
+                    }
+                }
+            }
         };
-        let mut fetched = match &token {
-            Some(token) => refresher::assume_all(&self.shared, token, &missing),
-            None => Vec::new(),
-        }
-        .into_iter();
         let mut results: Vec<(String, Result<Credentials>)> = specs
             .iter()
-            .zip(cached)
-            .map(|(spec, hit)| match hit {
-                Some(c) => (spec.profile.clone(), Ok(c)),
-                None => {
-                    let (profile, r) = fetched.next().expect("one result per missing role");
-                    if let Ok(c) = &r {
-                        self.shared.store_role(spec, c);
-                    }
-                    (profile, r)
-                }
+            .zip(outcomes)
+            .map(|(spec, o)| {
+                let r = o.unwrap_or_else(|| {
+                    Err(Error::NoCredentials {
+                        profile: spec.profile.clone(),
+                        message: "no valid session token".into(),
+                    })
+                });
+                (spec.profile.clone(), r)
             })
             .collect();
         if self.strict {
@@ -259,46 +275,6 @@ impl Session {
         Ok(results.into_iter().collect())
     }
 
-    /// A valid session token for AssumeRole: the one held; else, with an
-    /// MFA provider, a cached or new one; else a cached one.
-    fn token_for_roles(&self) -> Result<Arc<Credentials>> {
-        if let Some(t) = self.shared.valid_token() {
-            return Ok(t);
-        }
-        let lifetime = self.token_lifetime();
-        if self.shared.mfa_provider.is_some() {
-            return self.generate_session_token(lifetime, None).map(Arc::new);
-        }
-        if self.shared.cache.is_some() {
-            let serial = self.mfa_serial()?;
-            if let Some(t) = self.cached_token(serial.as_deref(), lifetime) {
-                return Ok(Arc::new(t));
-            }
-        }
-        Err(Error::NoCredentials {
-            profile: self.shared.profile.clone(),
-            message: "no valid session token; call generate_session_token first".into(),
-        })
-    }
-
-    /// A cached session token for this user and `serial` that lasts more
-    /// than the refresh window of `lifetime`, made the session's token.
-    fn cached_token(&self, serial: Option<&str>, lifetime: Duration) -> Option<Credentials> {
-        let margin = self.shared.policy.window(lifetime);
-        let token = self
-            .shared
-            .cache
-            .as_ref()?
-            .load_token(&self.shared.profile, serial, margin)?;
-        log::info!(
-            "session token for `{}` reused from the cache, expires {}",
-            self.shared.profile,
-            token.expiration_iso()
-        );
-        self.shared.adopt_token(lifetime, &token);
-        Some(token)
-    }
-
     fn role_spec(&self, profile: &str) -> Result<RoleSpec> {
         let chain = self.files.chain(profile)?;
         if chain.roles.is_empty() {
@@ -320,23 +296,9 @@ impl Session {
         }
         let last = chain.roles.last().expect("checked non-empty above");
         let role_arn = last.role_arn.clone();
-        let lifetime = last.duration_seconds.unwrap_or(DEFAULT_ROLE_LIFETIME);
-        let hops = chain
-            .roles
-            .iter()
-            .map(|hop| {
-                let name = hop
-                    .role_session_name
-                    .clone()
-                    .unwrap_or_else(|| default_session_name(&hop.profile));
-                let mut req = AssumeRoleRequest::new(&hop.role_arn, name)
-                    .duration_seconds(hop.duration_seconds.unwrap_or(DEFAULT_ROLE_LIFETIME));
-                if let Some(id) = &hop.external_id {
-                    req = req.external_id(id);
-                }
-                req
-            })
-            .collect();
+        let lifetime = chain::hop_lifetime(last);
+        // The session token carries MFA: hops send no device or code.
+        let hops = chain.assume_role_requests(None);
         Ok(RoleSpec {
             profile: profile.to_owned(),
             hops,
@@ -393,7 +355,7 @@ impl Session {
 
     /// The lifetime to ask for a session token the session gets by itself:
     /// the held token's, else the builder's.
-    fn token_lifetime(&self) -> Duration {
+    pub(super) fn token_lifetime(&self) -> Duration {
         let snap = self.shared.slot.get();
         match snap.token {
             Some(_) => snap.token_lifetime,
@@ -410,6 +372,42 @@ impl Session {
     }
 }
 
+/// Reads one role profile's valid credentials from a session's slot, from
+/// any thread and for as long as it is held (kmsauth signs with it; the
+/// session's refresher keeps the credentials fresh while the session lives).
+#[derive(Clone)]
+pub(crate) struct RoleReader {
+    shared: Arc<Shared>,
+    profile: String,
+}
+
+impl RoleReader {
+    pub(crate) fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// The role's credentials, if valid now.
+    pub(crate) fn get(&self) -> Option<Credentials> {
+        self.shared
+            .slot
+            .get()
+            .roles
+            .get(&self.profile)
+            .filter(|c| c.expiration.unix_timestamp_nanos() > self.shared.now_nanos())
+            .map(|c| (**c).clone())
+    }
+}
+
+impl Session {
+    /// A reader of `profile`'s role credentials that outlives this borrow.
+    pub(crate) fn role_reader(&self, profile: &str) -> RoleReader {
+        RoleReader {
+            shared: Arc::clone(&self.shared),
+            profile: profile.to_owned(),
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         if let Err(e) = self.halt_refresher() {
@@ -418,34 +416,6 @@ impl Drop for Session {
     }
 }
 
-/// `sts-<profile>`, made a valid RoleSessionName (`[\w+=,.@-]{2,64}`).
-pub(crate) fn default_session_name(profile: &str) -> String {
-    let mut name: String = format!("sts-{profile}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name.truncate(64);
-    name
-}
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_session_names_are_valid() {
-        assert_eq!(default_session_name("prod"), "sts-prod");
-        assert_eq!(default_session_name("a b/c"), "sts-a-b-c");
-        assert_eq!(default_session_name(&"x".repeat(100)).len(), 64);
-    }
 }

@@ -11,17 +11,17 @@
 mod request;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
 use crate::endpoint::{self, Endpoint, ProfileEndpoints, StsEndpointConfig};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::transport::{Clock, Reply, Request, Settings, Transport};
+use crate::transport::{Reply, Request, Settings, Transport};
 use crate::wire;
 
 use request::check_user_name;
@@ -132,7 +132,7 @@ impl Default for StsClientBuilder {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             max_attempts: 3,
-            clock: Arc::new(SystemTime::now),
+            clock: Clock::system(),
         }
     }
 }
@@ -223,13 +223,14 @@ impl StsClientBuilder {
         self
     }
 
-    /// Time allowed for each phase of an attempt after connecting: sending
-    /// the request head, sending the body, waiting for the response head,
-    /// reading the response body. A server that stops answering fails the
-    /// attempt after `connect_timeout + timeout` at most once connected;
-    /// one that trickles every phase, after `connect_timeout + 4 × timeout`.
-    /// There is no overall timeout on purpose: ureq would then resolve the
-    /// host in a new thread on every request. Defaults to 10 seconds.
+    /// How long an attempt waits for the server after connecting: each
+    /// socket read or write waits at most this long, and each phase
+    /// (sending the request, awaiting the response head, reading the body)
+    /// at most twice this in all. A server that goes silent fails the
+    /// attempt after `timeout`; one that trickles bytes, after `2 × timeout`
+    /// in a phase. There is no overall timeout on purpose: ureq would then
+    /// resolve the host in a new thread on every request. Defaults to 10
+    /// seconds.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -243,10 +244,10 @@ impl StsClientBuilder {
     }
 
     /// The clock used for the SigV4 date and for
-    /// [`Credentials::start_time`], so a clock-skew correction can be slotted
-    /// in. Defaults to [`SystemTime::now`].
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+    /// [`Credentials::start_time`]; the skew the client learns from STS is
+    /// kept in it (shared by its clones). Defaults to the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -310,7 +311,7 @@ impl StsClientBuilder {
 
 impl StsClient {
     /// A builder with the defaults: `us-east-1`, regional endpoint, 3 s to
-    /// connect, 10 s per phase of an attempt, 3 attempts.
+    /// connect, 10 s of server silence per attempt, 3 attempts.
     pub fn builder() -> StsClientBuilder {
         StsClientBuilder::default()
     }
@@ -361,6 +362,39 @@ impl StsClient {
         let reply = self.call("AssumeRole", Service::Sts, keys, &params, cancel)?;
         wire::parse_assume_role(&reply.body, reply.start_time)
             .map_err(|e| with_header_request_id(e, reply.request_id))
+    }
+
+    /// `AssumeRole` for each request in turn, the first signed with `keys`
+    /// and each next with the credentials of the one before: a profile's
+    /// chain (see [`Chain::assume_role_requests`](crate::Chain::assume_role_requests)).
+    /// Returns the last role's answer; an empty chain is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    pub fn assume_role_chain(
+        &self,
+        keys: &AccessKey,
+        hops: &[AssumeRoleRequest],
+    ) -> Result<AssumedRole> {
+        self.assume_role_chain_cancellable(keys, hops, None)
+    }
+
+    /// [`assume_role_chain`](Self::assume_role_chain), each call's retry
+    /// backoff ending early on `cancel` (see
+    /// [`assume_role_cancellable`](Self::assume_role_cancellable)).
+    pub(crate) fn assume_role_chain_cancellable(
+        &self,
+        keys: &AccessKey,
+        hops: &[AssumeRoleRequest],
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<AssumedRole> {
+        let (first, rest) = hops
+            .split_first()
+            .ok_or_else(|| Error::invalid_input("RoleArn", "a chain needs at least one role"))?;
+        let mut assumed = self.assume_role_cancellable(keys, first, cancel)?;
+        for hop in rest {
+            let keys = assumed.credentials.access_key();
+            assumed = self.assume_role_cancellable(&keys, hop, cancel)?;
+        }
+        Ok(assumed)
     }
 
     /// `GetCallerIdentity`: who `keys` belong to.

@@ -2,7 +2,10 @@
 //! against STS's documented limits before any network call, and a rejection
 //! is [`Error::InvalidInput`] naming the parameter.
 
-use crate::error::{Error, Result};
+use std::ops::RangeInclusive;
+
+use crate::error::{cap, Error, Result};
+use crate::limits;
 use crate::secret::Secret;
 
 /// Parameters of `GetSessionToken`.
@@ -52,7 +55,7 @@ impl GetSessionTokenRequest {
     pub(crate) fn params(&self) -> Result<Vec<(&'static str, String)>> {
         let mut p = Vec::new();
         if let Some(d) = self.duration_seconds {
-            check_duration(d, 129_600)?;
+            check_duration(d, limits::SESSION_TOKEN_SECONDS)?;
             p.push(("DurationSeconds", d.to_string()));
         }
         push_mfa(
@@ -133,7 +136,7 @@ impl AssumeRoleRequest {
             ("RoleSessionName", self.role_session_name.clone()),
         ];
         if let Some(d) = self.duration_seconds {
-            check_duration(d, 43_200)?;
+            check_duration(d, limits::ROLE_SECONDS)?;
             p.push(("DurationSeconds", d.to_string()));
         }
         if let Some(id) = &self.external_id {
@@ -174,13 +177,13 @@ fn push_mfa(
     }
 }
 
-fn check_duration(seconds: u32, max: u32) -> Result<()> {
-    if (900..=max).contains(&seconds) {
+fn check_duration(seconds: u32, range: RangeInclusive<u32>) -> Result<()> {
+    if range.contains(&seconds) {
         Ok(())
     } else {
         Err(Error::invalid_input(
             "DurationSeconds",
-            format!("{seconds} is outside 900..={max}"),
+            format!("{seconds} is outside {}..={}", range.start(), range.end()),
         ))
     }
 }
@@ -191,12 +194,17 @@ fn word_or(extra: &'static str) -> impl Fn(char) -> bool {
 }
 
 fn check_session_name(name: &str) -> Result<()> {
-    if (2..=64).contains(&name.len()) && name.chars().all(word_or("+=,.@-")) {
+    if limits::ROLE_SESSION_NAME_LEN.contains(&name.len())
+        && name.chars().all(limits::is_session_name_char)
+    {
         Ok(())
     } else {
         Err(Error::invalid_input(
             "RoleSessionName",
-            format!("`{name}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }
@@ -241,7 +249,10 @@ fn check_role_arn(arn: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "RoleArn",
-            format!("`{arn}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)"),
+            format!(
+                "`{}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)",
+                cap(arn)
+            ),
         ))
     }
 }
@@ -257,7 +268,10 @@ fn check_serial(serial: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "SerialNumber",
-            format!("`{serial}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial"),
+            format!(
+                "`{}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial",
+                cap(serial)
+            ),
         ))
     }
 }
@@ -279,7 +293,10 @@ pub(crate) fn check_user_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "UserName",
-            format!("`{name}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }

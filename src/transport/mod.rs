@@ -41,18 +41,23 @@
 //!   ureq's own reading of the process environment); a loopback host is
 //!   never proxied; plain `http://` only reaches loopback (checked when the
 //!   [`Endpoint`] is parsed) and `https://` needs the `tls` feature.
-//! - **Timeouts, per phase, no overall one:** connect (TCP, TLS, proxy
-//!   handshake) `connect_timeout`; then sending the request head, sending
-//!   the body, waiting for the response head and reading the response body
-//!   each get `timeout`. A server that stops answering fails that phase, so
-//!   one attempt takes at most `connect_timeout + 4 × timeout` (in practice
-//!   `connect_timeout + timeout`: a stall is one phase). There is no
-//!   overall, per-call or resolve timeout on purpose: with any of them set
-//!   ureq 3 resolves the host in a new thread on *every* request, even on a
-//!   kept-alive connection (`unversioned/resolver.rs`, `resolve_async`).
-//!   The host lookup is the system resolver's, synchronous and bounded by
-//!   its own settings (glibc: `timeout:5 attempts:2` per nameserver); an IP
-//!   literal is parsed, not looked up.
+//! - **Timeouts, per operation and per phase, no overall one:** connect
+//!   (TCP, TLS, proxy handshake) gets `connect_timeout`. After that, each
+//!   socket read or write waits at most `timeout`, and each phase (sending
+//!   the request head, sending the body, awaiting the response head,
+//!   reading the response body) takes at most `2 × timeout` in all. A
+//!   server that goes silent fails the attempt after `timeout`; one that
+//!   trickles bytes, after `2 × timeout` in that phase; the worst case for
+//!   one attempt is `connect_timeout + 8 × timeout`. The per-operation value
+//!   is what ureq sets on the socket, once per connection (the remaining
+//!   phase time would differ at every read and cost a `setsockopt` each).
+//!   There is no overall, per-call or resolve timeout on purpose: with any
+//!   of them set, ureq 3 resolves the host in a new thread on *every*
+//!   request, even on a kept-alive connection
+//!   (`unversioned/resolver.rs`, `resolve_async`). The host lookup is the
+//!   system resolver's, synchronous and bounded by its own settings (glibc:
+//!   `timeout:5 attempts:2` per nameserver); an IP literal is parsed, not
+//!   looked up.
 //! - **Call loop:** sign at the skew-corrected time → send → read the body
 //!   (capped) → a 2xx is returned; anything else becomes a
 //!   [`ServiceError`] through `parse_error`. Throttling and transient codes,
@@ -75,7 +80,7 @@
 mod retry;
 mod skew;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use crate::clock::Clock;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -95,10 +100,6 @@ const USER_AGENT: &str = concat!("stslib/", env!("CARGO_PKG_VERSION"));
 /// many as a session's default fan-out.
 const IDLE_CONNECTIONS: usize = 64;
 
-/// Where the transport reads the time used for signing and for
-/// [`Reply::start_time`].
-pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
 /// Turns a non-2xx answer into the service's error: `(action, status, body,
 /// x-amzn-requestid header)`. Must not fail: a body that is not the
 /// protocol's error document still yields a `ServiceError` (the STS one
@@ -112,11 +113,14 @@ pub(crate) struct Settings {
     pub env: Env,
     /// Connect phase: TCP, TLS and a proxy's handshake.
     pub connect_timeout: Duration,
-    /// Each later phase: send head, send body, await head, read body.
+    /// Each socket read or write after connecting; each later phase (send
+    /// head, send body, await head, read body) gets twice this.
     pub timeout: Duration,
     /// Attempts per call, the first one included.
     pub max_attempts: u32,
-    /// Signing time source (the learnt skew is added to it).
+    /// Signing time source; the skew learnt from the server is stored in
+    /// it, so every clone of the clock (the session's refresher, readers,
+    /// cache checks) sees the corrected time.
     pub clock: Clock,
 }
 
@@ -155,8 +159,6 @@ pub(crate) struct Transport {
     agent: ureq::Agent,
     settings: Arc<Settings>,
     ca: CaRoots,
-    /// Server time minus local time, in milliseconds.
-    skew_ms: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -165,7 +167,7 @@ impl std::fmt::Debug for Transport {
             .field("connect_timeout", &self.settings.connect_timeout)
             .field("timeout", &self.settings.timeout)
             .field("max_attempts", &self.settings.max_attempts)
-            .field("clock_skew_ms", &self.skew_ms.load(Ordering::Relaxed))
+            .field("clock", &self.settings.clock)
             .finish_non_exhaustive()
     }
 }
@@ -208,7 +210,6 @@ impl Transport {
             agent: new_agent(&settings, &ca, target)?,
             settings: Arc::new(settings),
             ca,
-            skew_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -231,12 +232,12 @@ impl Transport {
 
     /// The skew learnt so far: server time minus local time.
     pub(crate) fn clock_skew(&self) -> time::Duration {
-        time::Duration::milliseconds(self.skew_ms.load(Ordering::Relaxed))
+        self.settings.clock.skew()
     }
 
     /// The clock's time corrected by the learnt skew.
     pub(crate) fn now(&self) -> SystemTime {
-        skew::shift((self.settings.clock)(), self.clock_skew())
+        self.settings.clock.now().into()
     }
 
     /// Sends `req` signed with `keys`, retrying as the module docs say;
@@ -381,7 +382,7 @@ impl Transport {
     /// Takes the server's time as the skew; false when the local clock
     /// already agrees within a second (then something else is wrong).
     fn learn_skew(&self, action: &str, server: OffsetDateTime) -> bool {
-        let local = OffsetDateTime::from((self.settings.clock)());
+        let local = self.settings.clock.local();
         let skew = server - local;
         if (skew - self.clock_skew()).abs() < time::Duration::seconds(1) {
             return false;
@@ -391,8 +392,7 @@ impl Transport {
              signing with the corrected time",
             skew.whole_seconds()
         );
-        self.skew_ms
-            .store(skew.whole_milliseconds() as i64, Ordering::Relaxed);
+        self.settings.clock.set_skew(skew);
         true
     }
 }
@@ -401,18 +401,25 @@ type AgentConfig = ureq::config::ConfigBuilder<ureq::typestate::AgentScope>;
 
 /// The pool for `target`: see the module docs for every setting.
 fn new_agent(settings: &Settings, ca: &CaRoots, target: &Endpoint) -> Result<ureq::Agent> {
+    let phase = settings.timeout.saturating_mul(2);
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
         .user_agent(USER_AGENT)
-        // Per phase; no global, per-call or resolve timeout (see the module
-        // docs: any of them costs a thread per request).
+        // Per read/write and per phase; no global, per-call or resolve
+        // timeout (see the module docs: any of them costs a thread per
+        // request). The phase budget is twice the per-operation one so that
+        // the socket timeout ureq sets is the constant per-operation value
+        // (set once per connection) rather than the phase's remaining time,
+        // which differs at every read and costs a setsockopt each time.
         .timeout_connect(Some(settings.connect_timeout))
-        .timeout_send_request(Some(settings.timeout))
-        .timeout_send_body(Some(settings.timeout))
-        .timeout_recv_response(Some(settings.timeout))
-        .timeout_recv_body(Some(settings.timeout))
+        .timeout_per_read(Some(settings.timeout))
+        .timeout_per_write(Some(settings.timeout))
+        .timeout_send_request(Some(phase))
+        .timeout_send_body(Some(phase))
+        .timeout_recv_response(Some(phase))
+        .timeout_recv_body(Some(phase))
         // A fan-out of many calls keeps its connections for the next round
         // instead of reopening all but three.
         .max_idle_connections(IDLE_CONNECTIONS)

@@ -1,8 +1,6 @@
 //! Clock skew: recognising a request refused for its signing time, and the
 //! server's time from the answer's `Date` header.
 
-use std::time::{Duration, SystemTime};
-
 use time::OffsetDateTime;
 
 use crate::error::ServiceError;
@@ -20,17 +18,6 @@ pub(crate) fn is_skew_error(e: &ServiceError) -> bool {
             m.contains("signature expired") || m.contains("not yet current")
         }
         _ => false,
-    }
-}
-
-/// `t` moved by `d` (either sign).
-pub(crate) fn shift(t: SystemTime, d: time::Duration) -> SystemTime {
-    let ms = d.whole_milliseconds();
-    let abs = Duration::from_millis(ms.unsigned_abs() as u64);
-    if ms >= 0 {
-        t.checked_add(abs).unwrap_or(t)
-    } else {
-        t.checked_sub(abs).unwrap_or(t)
     }
 }
 
@@ -81,18 +68,5 @@ mod tests {
             "does not match"
         )));
         assert!(!is_skew_error(&e("AccessDenied", "expired")));
-    }
-
-    #[test]
-    fn shift_moves_both_ways() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        assert_eq!(
-            shift(t, time::Duration::seconds(-10)),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(990)
-        );
-        assert_eq!(
-            shift(t, time::Duration::milliseconds(1500)),
-            SystemTime::UNIX_EPOCH + Duration::from_millis(1_001_500)
-        );
     }
 }

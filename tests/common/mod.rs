@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod responder;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Once;
@@ -485,7 +487,13 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("stslib-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
+        // 0700 whatever the umask: the cache refuses a directory others
+        // can write to.
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).expect("create temp dir");
         TempDir(dir)
     }
 }
@@ -493,5 +501,35 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---- Virtual time ------------------------------------------------------
+
+/// Moves `clock` forward `step` at a time, letting the session settle after
+/// each step, until `pred` accepts an event from `rx` or `limit` of clock
+/// time has passed; returns the accepted event and everything received
+/// before it. No real time is waited for beyond the work each step causes.
+pub fn advance_until(
+    clock: &stslib::clock::ManualClock,
+    rx: &crossbeam_channel::Receiver<stslib::Event>,
+    step: Duration,
+    limit: Duration,
+    mut pred: impl FnMut(&stslib::Event) -> bool,
+) -> (Option<stslib::Event>, Vec<stslib::Event>) {
+    let mut seen = Vec::new();
+    let mut moved = Duration::ZERO;
+    loop {
+        while let Ok(e) = rx.try_recv() {
+            if pred(&e) {
+                return (Some(e), seen);
+            }
+            seen.push(e);
+        }
+        if moved >= limit {
+            return (None, seen);
+        }
+        clock.advance_and_settle(step);
+        moved += step;
     }
 }

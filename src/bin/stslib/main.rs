@@ -7,6 +7,9 @@
 mod args;
 mod exec;
 mod help;
+mod kmsauth;
+mod lifecycle;
+mod logging;
 mod output;
 mod server;
 
@@ -15,8 +18,8 @@ use std::process::ExitCode;
 
 use crate::args::{parse_duration, split_args, CommandLine, Global, Opts, Usage};
 use crate::help::{
-    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, PROFILES_USAGE,
-    SESSION_USAGE, USAGE, WHOAMI_USAGE,
+    CREDENTIALS_USAGE, CREDENTIAL_PROCESS_USAGE, EXEC_USAGE, EXPORT_USAGE, KMSAUTH_USAGE,
+    PROFILES_USAGE, SESSION_USAGE, USAGE, WHOAMI_USAGE,
 };
 use crate::output::{
     credential_process_json, export_lines, fields_json, profiles_json, profiles_text, vault_text,
@@ -42,6 +45,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         let _ = writeln!(out, "stslib {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
+    logging::init(cl.global.verbose, env.get(logging::LOG_ENV).as_deref());
     let command = cl.command.as_deref().unwrap_or("help");
     let usage = match command {
         "profiles" => PROFILES_USAGE,
@@ -50,7 +54,10 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => CREDENTIAL_PROCESS_USAGE,
         "export" => EXPORT_USAGE,
         "session" => SESSION_USAGE,
+        "list" => lifecycle::LIST_USAGE,
+        "clear" => lifecycle::CLEAR_USAGE,
         "exec" => EXEC_USAGE,
+        "kmsauth" => KMSAUTH_USAGE,
         "help" => {
             let text = match cl.args.first().map(String::as_str) {
                 Some("profiles") => PROFILES_USAGE,
@@ -59,7 +66,10 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("credential-process") => CREDENTIAL_PROCESS_USAGE,
                 Some("export") => EXPORT_USAGE,
                 Some("session") => SESSION_USAGE,
+                Some("list") => lifecycle::LIST_USAGE,
+                Some("clear") => lifecycle::CLEAR_USAGE,
                 Some("exec") => EXEC_USAGE,
+                Some("kmsauth") => KMSAUTH_USAGE,
                 _ => USAGE,
             };
             let _ = out.write_all(text.as_bytes());
@@ -82,6 +92,9 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => cmd_credential_process(&cl, env, out),
         "export" => cmd_export(&cl, env, out),
         "session" => cmd_session(&cl, env, out),
+        "list" => lifecycle::cmd_list(&cl, env, out),
+        "clear" => lifecycle::cmd_clear(&cl, env, out),
+        "kmsauth" => kmsauth::cmd_kmsauth(&cl, env, out),
         "exec" => {
             let _ = out.flush();
             match exec::cmd_exec(&cl, env) {
@@ -154,30 +167,24 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
         .unwrap_or_else(|| default_profile(env));
     let chain = files.chain(&profile)?;
     let client = client_for(&cl.global, env, files.profile(&profile)?)?;
-    let mut keys = chain.source.keys.clone();
-    for hop in &chain.roles {
-        let name = hop
-            .role_session_name
-            .clone()
-            .unwrap_or_else(|| format!("stslib-{}", std::process::id()));
-        let mut req = stslib::AssumeRoleRequest::new(&hop.role_arn, name);
-        if let Some(d) = hop.duration_seconds {
-            req = req.duration_seconds(d);
-        }
-        if let Some(id) = &hop.external_id {
-            req = req.external_id(id);
-        }
-        if let Some(serial) = &hop.mfa_serial {
-            let code = opts.value("--mfa-code").ok_or_else(|| {
-                Usage(format!(
-                    "profile `{}` names mfa_serial {serial}: pass --mfa-code",
-                    hop.profile
-                ))
-            })?;
-            req = req.serial_number(serial).token_code(code);
-        }
-        keys = client.assume_role(&keys, &req)?.credentials.access_key();
+    let code = opts.value("--mfa-code");
+    if let (Some(hop), None) = (chain.mfa_hop(), code) {
+        return Err(Usage(format!(
+            "profile `{}` names mfa_serial {}: pass --mfa-code",
+            hop.profile,
+            hop.mfa_serial.as_deref().unwrap_or_default()
+        ))
+        .into());
     }
+    let keys = if chain.roles.is_empty() {
+        chain.source.keys.clone()
+    } else {
+        let hops = chain.assume_role_requests(code);
+        client
+            .assume_role_chain(&chain.source.keys, &hops)?
+            .credentials
+            .access_key()
+    };
     let who = client.get_caller_identity(&keys)?;
     let text = format!(
         "Account: {}\nArn:     {}\nUserId:  {}\n",
@@ -218,7 +225,9 @@ fn cmd_credentials(
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &roles)?;
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let outcomes = session.generate_credentials(&roles)?;
+    let outcomes = session
+        .generate_credentials(&roles)
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let ok: Vec<(&str, &stslib::Credentials)> = outcomes
         .iter()
         .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.as_str(), c)))
@@ -319,17 +328,14 @@ fn session_builder_for(
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
 ) -> Result<stslib::SessionBuilder, CmdError> {
-    let code = std::sync::Mutex::new(mfa_code.map(stslib::Secret::new));
     let mut b = stslib::Session::builder()
         .files(files)
         .env(env.clone())
         .profile(user)
         .refresh(false)
         .token_lifetime(lifetime)
-        .mfa_provider(move |serial| match lock(&code).take() {
-            Some(code) => Ok(code),
-            None => prompt_mfa(serial),
-        });
+        .require_mfa(!cl.global.no_mfa)
+        .mfa_provider(lifecycle::code_provider(mfa_code, prompt_mfa));
     if !cl.global.no_cache {
         b = b.cache(stslib::Cache::from_env(env)?);
     }
@@ -351,7 +357,8 @@ fn prompt_mfa(serial: &str) -> stslib::Result<stslib::Secret> {
         field: "TokenCode",
         message: format!(
             "an MFA code is needed for device `{serial}`: pass --mfa-code \
-                 (there is no terminal to ask on)"
+                 ({})",
+            lifecycle::NO_TERMINAL
         ),
     };
     if !std::io::stdin().is_terminal() {
@@ -391,7 +398,9 @@ fn one_role(
     let user = common_source(&files, &[&role])?;
     let region = role_region(cl, &files, &role);
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let mut outcomes = session.generate_credentials(&[&role])?;
+    let mut outcomes = session
+        .generate_credentials(&[&role])
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let credentials = outcomes
         .remove(&role)
         .unwrap_or_else(|| {
@@ -400,7 +409,7 @@ fn one_role(
                 message: "no outcome".into(),
             })
         })
-        .map_err(CmdError::Failed)?;
+        .map_err(|e| CmdError::Failed(lifecycle::explain(&session, e, cl.global.no_cache)))?;
     Ok((role, region, credentials))
 }
 
@@ -443,7 +452,11 @@ fn cmd_export(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
 
 /// Gets (or reuses) and caches the session token ahead of time.
 fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
-    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    let opts = Opts::parse(
+        &cl.args,
+        &["--profile", "--mfa-code", "--lifetime"],
+        &["--renew"],
+    )?;
     let lifetime = match opts.value("--lifetime") {
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
@@ -454,9 +467,19 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
         .map(str::to_owned)
         .unwrap_or_else(|| default_profile(env));
     let session = session_for(cl, env, files, &user, lifetime, None)?;
-    let token = session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    // An explicit code always means a new session, as --renew does.
+    let code = lifecycle::explicit_code(opts.value("--mfa-code"))?;
+    let token = if code.is_some() || opts.flag("--renew") {
+        session.renew_session_token(lifetime, code.as_ref().map(stslib::Secret::expose))?
+    } else {
+        session.generate_session_token(lifetime, None)?
+    };
+    let how = match session.token_origin() {
+        Some(stslib::TokenOrigin::Cache) => "reused from the cache",
+        _ => "new",
+    };
     let text = format!(
-        "session token for `{user}` valid until {} ({} left){}\n",
+        "session token for `{user}` ({how}) valid until {} ({} left){}\n",
         token.expiration_iso(),
         token.humanized_remaining(),
         if cl.global.no_cache {
