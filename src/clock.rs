@@ -104,9 +104,24 @@ impl Clock {
         }
     }
 
-    /// [`now`](Self::now) as nanoseconds since the Unix epoch: the read
-    /// path's one clock read (no calendar arithmetic).
+    /// True while [`now`](Self::now) is before `t`: the read path's one
+    /// clock read. The common case (the system clock, no skew learnt) is
+    /// one `SystemTime::now()` and one compare, inlined.
     #[inline]
+    pub(crate) fn is_before(&self, t: SystemTime) -> bool {
+        if matches!(self.source, Source::System) && self.skew_ns.load(Ordering::Relaxed) == 0 {
+            return SystemTime::now() < t;
+        }
+        self.is_before_slow(t)
+    }
+
+    #[inline(never)]
+    fn is_before_slow(&self, t: SystemTime) -> bool {
+        self.now_nanos() < OffsetDateTime::from(t).unix_timestamp_nanos()
+    }
+
+    /// [`now`](Self::now) as nanoseconds since the Unix epoch (no calendar
+    /// arithmetic).
     pub(crate) fn now_nanos(&self) -> i128 {
         let local = match &self.source {
             Source::System => system_nanos(),

@@ -51,6 +51,9 @@
 //! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
 //!   MFA prompt serve many processes; the `stslib credential-process`
 //!   command is built on it.
+//! - [`KmsClient`]: blocking `Encrypt`, `Decrypt`, `DescribeKey` (AWS JSON
+//!   1.1) on the same transport as the STS client; [`kmsauth`]: python-kmsauth
+//!   tokens ([`kmsauth::TokenGenerator`], [`kmsauth::TokenValidator`]) on it.
 //! - `stslib::emulator` (cargo feature `emulator`, off by default; this
 //!   crate's own tests, examples and benches turn it on): a local STS on
 //!   127.0.0.1 with fault injection, for tests.

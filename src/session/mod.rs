@@ -314,8 +314,9 @@ impl Session {
 
     /// Role credentials that are valid now; expired ones are left out.
     /// Cheap: no lock is held across I/O and nothing waits on the network.
+    #[inline]
     pub fn current_credentials(&self) -> CredentialSet {
-        self.shared.slot.valid_at(self.shared.now_nanos())
+        self.shared.slot.valid_now(&self.shared.clock)
     }
 
     /// The latest role credentials, expired or not.
