@@ -192,8 +192,10 @@ impl SessionBuilder {
     /// MFA, cached role credentials are reused while more than their refresh
     /// window remains, and everything obtained or refreshed is stored. The
     /// MFA provider is asked before the cache's cross-process lock is taken;
-    /// under the lock the cache is checked again, so processes started
-    /// together make one GetSessionToken and one AssumeRole per role. A
+    /// under the lock (held for a look only, never across a prompt or an
+    /// STS call) the cache is checked again and the fetch recorded, so
+    /// processes started together make one GetSessionToken and one
+    /// AssumeRole per role. A
     /// cached token STS rejects is removed. A cache that cannot be read (or
     /// is not trusted: see [`Cache`]) is ignored with a warning; one that
     /// cannot be written is logged and ignored. Use

@@ -107,9 +107,10 @@ ROLE is resolved to its source user through source_profile. Cached role
 credentials are reused while more than their refresh window remains; else a
 cached session token is reused, else one is obtained with GetSessionToken
 (the MFA code from --mfa-code, else asked on the terminal when there is one).
-The code is asked for before the cross-process lock is taken; under the lock
-the cache is checked again, so processes started together make one
-GetSessionToken and one AssumeRole per role. Without a terminal, an error
+The code is asked for before the cross-process lock is taken; the lock is
+held only to look again and record the fetch, never across the STS call, so
+processes started together make one GetSessionToken and one AssumeRole per
+role. Without a terminal, an error
 says whether there is no session, it expired or STS rejected it, and to run
 `stslib session --profile USER`.
 
