@@ -104,9 +104,24 @@ impl Clock {
         }
     }
 
-    /// [`now`](Self::now) as nanoseconds since the Unix epoch: the read
-    /// path's one clock read (no calendar arithmetic).
+    /// True while [`now`](Self::now) is before `t`: the read path's one
+    /// clock read. The common case (the system clock, no skew learnt) is
+    /// one `SystemTime::now()` and one compare, inlined.
     #[inline]
+    pub(crate) fn is_before(&self, t: SystemTime) -> bool {
+        if matches!(self.source, Source::System) && self.skew_ns.load(Ordering::Relaxed) == 0 {
+            return SystemTime::now() < t;
+        }
+        self.is_before_slow(t)
+    }
+
+    #[inline(never)]
+    fn is_before_slow(&self, t: SystemTime) -> bool {
+        self.now_nanos() < OffsetDateTime::from(t).unix_timestamp_nanos()
+    }
+
+    /// [`now`](Self::now) as nanoseconds since the Unix epoch (no calendar
+    /// arithmetic).
     pub(crate) fn now_nanos(&self) -> i128 {
         let local = match &self.source {
             Source::System => system_nanos(),
@@ -114,6 +129,20 @@ impl Clock {
             Source::Manual(m) => m.now().unix_timestamp_nanos(),
         };
         local + i128::from(self.skew_ns.load(Ordering::Relaxed))
+    }
+
+    /// Starts from a correction learnt earlier (by another process, kept
+    /// in the disk cache), unless one was learnt here already: saves the one
+    /// request STS would reject for its signing time.
+    pub(crate) fn seed_skew(&self, skew: time::Duration) {
+        let ns = skew
+            .whole_nanoseconds()
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        if ns != 0 {
+            let _ = self
+                .skew_ns
+                .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// Records the correction learnt from STS.

@@ -192,7 +192,7 @@ fn iam_default(region: &str) -> (&'static str, &'static str) {
 /// info, query or fragment; `http` only to loopback.
 pub(crate) fn parse_endpoint(url: &str, signing_region: &str) -> Result<Endpoint> {
     let refuse = |message: &str| Error::InvalidEndpoint {
-        url: url.to_owned(),
+        url: shown_url(url),
         message: message.to_owned(),
     };
     let trimmed = url.trim();
@@ -236,6 +236,21 @@ pub(crate) fn parse_endpoint(url: &str, signing_region: &str) -> Result<Endpoint
         signing_region: signing_region.to_owned(),
         loopback,
     })
+}
+
+/// `url` as a message shows it: user info (`user:password@`) replaced by
+/// `***@`, and at most a readable length.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    };
+    crate::error::cap(&shown).into_owned()
 }
 
 /// `host[:port]` or `[v6][:port]`; the host keeps IPv6 brackets.
@@ -328,6 +343,26 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_urls_hide_user_info_and_stay_short() {
+        use super::shown_url;
+        assert_eq!(
+            shown_url("https://user:hunter2@sts.example.com/x"),
+            "https://***@sts.example.com/x"
+        );
+        assert_eq!(
+            shown_url("http://a@b@127.0.0.1:9/"),
+            "http://***@127.0.0.1:9/"
+        );
+        // An `@` in the path is not user info.
+        assert_eq!(shown_url("https://h/p@q"), "https://h/p@q");
+        let long = format!("https://{}.example.com/", "h".repeat(10_000));
+        let shown = shown_url(&long);
+        assert!(shown.len() < 200 && shown.ends_with(&format!("... ({} bytes)", long.len())));
+        let e = super::parse_endpoint("ftp://u:secretpw@host/", "us-east-1").unwrap_err();
+        assert!(!e.to_string().contains("secretpw"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -2,8 +2,15 @@
 //!
 //! Every variant carries owned context (file and line, profile and key, STS
 //! action, HTTP status, AWS error code, request id) and never a secret.
-//! Foreign error types stay out of the public signatures; they are reachable
-//! through [`std::error::Error::source`].
+//!
+//! An error prints its whole story once: `Display` embeds the inner error's
+//! text and `source()` returns `None`, as ureq's errors do, so a reporter
+//! that walks the source chain does not print the cause twice. (The one
+//! exception, [`Error::InvalidToken`], must read as python-kmsauth's message
+//! word for word: its `Display` leaves the cause out and `source()` returns
+//! it.) The inner
+//! error itself stays reachable as a field ([`Error::Io`]'s `source`,
+//! [`Error::Transport`]'s `source`, [`Error::Service`]'s [`ServiceError`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -63,7 +70,9 @@ pub enum Error {
         /// What it uses.
         feature: String,
     },
-    /// An argument was rejected before any network call.
+    /// An argument or setting was rejected before any network call (and
+    /// only that: see [`Signing`](Error::Signing) and
+    /// [`CacheFormat`](Error::CacheFormat) for the other local failures).
     InvalidInput {
         /// The parameter (`DurationSeconds`, `RoleSessionName`, ...).
         field: &'static str,
@@ -76,6 +85,20 @@ pub enum Error {
         /// The endpoint as given.
         url: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A request could not be signed (SigV4) with the keys given.
+    Signing {
+        /// The API action (`AssumeRole`, ...).
+        action: &'static str,
+        /// What went wrong (never a key).
+        message: String,
+    },
+    /// Credentials could not be written in the disk cache's entry format.
+    CacheFormat {
+        /// The entry field at fault.
+        field: &'static str,
+        /// What is wrong (never the value).
         message: String,
     },
     /// STS (or IAM) answered with an error.
@@ -184,6 +207,24 @@ impl Error {
     }
 }
 
+/// How many names a message lists before "and N more".
+pub(crate) const MAX_LISTED: usize = 20;
+/// How many characters of an input value a message echoes.
+pub(crate) const MAX_ECHOED: usize = 120;
+
+/// `value` as echoed in a message: at most [`MAX_ECHOED`] characters, then
+/// "... (N bytes)" saying how long it really was.
+///
+/// Messages stay one readable line whatever the input (a 5 MB `role_arn`).
+pub(crate) fn cap(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_ECHOED) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((end, _)) => {
+            std::borrow::Cow::Owned(format!("{}... ({} bytes)", &value[..end], value.len()))
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -194,11 +235,16 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "{}:{}: {}", file.display(), line, message),
             Error::ProfileNotFound { profile, available } => {
-                write!(f, "profile `{profile}` not found")?;
+                write!(f, "profile `{}` not found", cap(profile))?;
                 if available.is_empty() {
                     write!(f, "; no profiles are defined")
                 } else {
-                    write!(f, "; available profiles: {}", available.join(", "))
+                    let shown = available.len().min(MAX_LISTED);
+                    write!(f, "; available profiles: {}", available[..shown].join(", "))?;
+                    if available.len() > shown {
+                        write!(f, " and {} more", available.len() - shown)?;
+                    }
+                    Ok(())
                 }
             }
             Error::InvalidProfile {
@@ -219,6 +265,12 @@ impl fmt::Display for Error {
                 "profile `{profile}` uses {feature}, which stslib does not support"
             ),
             Error::InvalidInput { field, message } => write!(f, "invalid {field}: {message}"),
+            Error::Signing { action, message } => {
+                write!(f, "{action}: cannot sign the request: {message}")
+            }
+            Error::CacheFormat { field, message } => {
+                write!(f, "cache entry field `{field}`: {message}")
+            }
             Error::InvalidEndpoint { url, message } => {
                 write!(f, "endpoint `{url}` refused: {message}")
             }
@@ -263,14 +315,12 @@ impl fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {}
 
+/// `source()` is `None` where `Display` already tells the cause (see the
+/// module docs); only [`Error::InvalidToken`], whose text is
+/// python-kmsauth's word for word, hands its cause over as the source.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
-            Error::Service(e) => Some(&**e),
-            Error::Transport {
-                source: Some(s), ..
-            } => Some(&**s),
             Error::InvalidToken {
                 source: Some(s), ..
             } => Some(&**s),
@@ -298,6 +348,44 @@ mod tests {
             "Error grew to {} bytes; box the large variant",
             std::mem::size_of::<Error>()
         );
+    }
+
+    /// Display plus every source, as a chain-walking reporter prints it.
+    fn report(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no entry for you");
+        let cases = [
+            Error::Io {
+                path: "/x/config".into(),
+                source: io(),
+            },
+            Error::Transport {
+                action: "AssumeRole",
+                message: "I/O error: no entry for you".into(),
+                source: Some(Box::new(io())),
+            },
+            Error::from(ServiceError {
+                action: "AssumeRole",
+                status: 403,
+                code: "AccessDenied".into(),
+                message: "no entry for you".into(),
+                request_id: None,
+            }),
+        ];
+        for e in cases {
+            let text = report(&e);
+            assert_eq!(text.matches("no entry for you").count(), 1, "{text}");
+        }
     }
 
     #[test]

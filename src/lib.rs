@@ -51,7 +51,11 @@
 //! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
 //!   MFA prompt serve many processes; the `stslib credential-process`
 //!   command is built on it.
-//! - [`emulator`] (cargo feature `emulator`, on by default): a local STS on
+//! - [`KmsClient`]: blocking `Encrypt`, `Decrypt`, `DescribeKey` (AWS JSON
+//!   1.1) on the same transport as the STS client; [`kmsauth`]: python-kmsauth
+//!   tokens ([`kmsauth::TokenGenerator`], [`kmsauth::TokenValidator`]) on it.
+//! - `stslib::emulator` (cargo feature `emulator`, off by default; this
+//!   crate's own tests, examples and benches turn it on): a local STS on
 //!   127.0.0.1 with fault injection, for tests.
 //!
 //! # Threads
@@ -116,7 +120,7 @@ pub mod kmsauth;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use crate::cache::{Cache, CacheLock, CACHE_DIR_ENV};
+pub use crate::cache::{Cache, CacheEntry, CacheLock, CacheUser, Cached, CACHE_DIR_ENV};
 pub use crate::credentials::AccessKey;
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
@@ -124,7 +128,7 @@ pub use crate::event::Event;
 pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::session::{RoleOutcomes, Session, SessionBuilder};
+pub use crate::session::{RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin};
 pub use crate::slot::CredentialSet;
 
 // -- profiles: re-exports from location/profile/chain go here --

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_channel::{select_biased, Receiver, Sender, TryRecvError};
 use time::OffsetDateTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheUser};
 use crate::clock::{Clock, Wakeups};
 use crate::credentials::{AccessKey, Credentials};
 use crate::error::{Error, Result};
@@ -83,23 +83,35 @@ impl Shared {
         self.slot.update(|snap| snap.with_token(new, lifetime));
     }
 
-    /// Cached credentials of `spec` with more than its refresh window left.
+    /// Whose entries this session reads and writes in the cache.
+    pub(crate) fn cache_user(&self) -> CacheUser<'_> {
+        CacheUser::new(&self.profile, &self.user.access_key_id)
+    }
+
+    /// Cached credentials of `spec` with more than its refresh window left
+    /// (by the local clock corrected with the offset stored with them, which
+    /// also seeds the client's when it has learnt none).
     pub(crate) fn cached_role(&self, spec: &RoleSpec) -> Option<Credentials> {
         let window = self
             .policy
             .window(Duration::from_secs(u64::from(spec.lifetime)));
-        let c =
-            self.cache
-                .as_ref()?
-                .load_role(&self.profile, &spec.profile, &spec.role_arn, window)?;
+        let hit = self.cache.as_ref()?.load_role_at(
+            self.cache_user(),
+            &spec.profile,
+            &spec.role_arn,
+            self.clock.local(),
+            window,
+        )?;
+        self.clock.seed_skew(hit.clock_offset);
         log::debug!("role `{}` reused from the cache", spec.profile);
-        Some(c)
+        Some(hit.credentials)
     }
 
     /// Stores role credentials in the cache, if any; failures are logged.
     pub(crate) fn store_role(&self, spec: &RoleSpec, c: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_role(&self.profile, &spec.profile, &spec.role_arn, c) {
+            let (user, offset) = (self.cache_user(), self.client.clock_skew());
+            if let Err(e) = cache.store_role(user, &spec.profile, &spec.role_arn, c, offset) {
                 log::warn!("cache: cannot store `{}`: {e}", spec.profile);
             }
         }
@@ -108,7 +120,8 @@ impl Shared {
     /// Stores a session token in the cache, if any; failures are logged.
     pub(crate) fn store_token(&self, serial: Option<&str>, token: &Credentials) {
         if let Some(cache) = &self.cache {
-            if let Err(e) = cache.store_token(&self.profile, serial, token) {
+            let offset = self.client.clock_skew();
+            if let Err(e) = cache.store_token(self.cache_user(), serial, token, offset) {
                 log::warn!("cache: cannot store the session token: {e}");
             }
         }

@@ -46,9 +46,9 @@ pub(crate) fn sign_post(
     keys: &AccessKey,
     now: SystemTime,
 ) -> Result<Vec<(&'static str, String)>> {
-    let failed = |message: String| Error::InvalidInput {
-        field: "signing",
-        message: format!("{}: cannot sign the request: {message}", req.action),
+    let failed = |message: String| Error::Signing {
+        action: req.action,
+        message,
     };
     let identity = aws_credential_types::Credentials::new(
         keys.access_key_id.clone(),

@@ -2,13 +2,14 @@
 //! an `RwLock<Arc<_>>`, swapped in whole by whoever obtains new ones (the
 //! caller's thread or the refresher) and read by everyone else.
 //!
-//! Nothing here does I/O or reads a clock: readers pass "now".
+//! Nothing here does I/O; readers pass the clock to read "now" from.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::sts::AssumeRoleRequest;
 
@@ -39,16 +40,15 @@ impl Slot {
         *slot = Arc::new(next);
     }
 
-    /// The role credentials valid at `now_nanos` (nanoseconds since the
-    /// Unix epoch): the snapshot itself when all are (one compare), else a
-    /// filtered copy.
+    /// The role credentials valid now by `clock`: the snapshot itself when
+    /// all are (one clock read, one compare), else a filtered copy.
     #[inline]
-    pub(crate) fn valid_at(&self, now_nanos: i128) -> CredentialSet {
+    pub(crate) fn valid_now(&self, clock: &Clock) -> CredentialSet {
         let snap = self.get();
-        if now_nanos < snap.earliest_nanos {
-            return CredentialSet { snap };
+        match snap.earliest {
+            Some(t) if !clock.is_before(t) => snap.without_expired(clock.now_nanos()),
+            _ => CredentialSet { snap },
         }
-        snap.without_expired(now_nanos)
     }
 }
 
@@ -61,9 +61,9 @@ pub(crate) struct Snapshot {
     /// renewals ask for the same.
     pub(crate) token_lifetime: Duration,
     pub(crate) roles: BTreeMap<String, Arc<Credentials>>,
-    /// Earliest role expiration, as nanoseconds since the Unix epoch, so the
-    /// read path can decide "all valid" with one integer compare.
-    earliest_nanos: i128,
+    /// Earliest role expiration, so the read path can decide "all valid"
+    /// with one clock read and one compare.
+    earliest: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -72,16 +72,16 @@ impl Snapshot {
         token_lifetime: Duration,
         roles: BTreeMap<String, Arc<Credentials>>,
     ) -> Self {
-        let earliest_nanos = roles
+        let earliest = roles
             .values()
-            .map(|c| c.expiration.unix_timestamp_nanos())
+            .map(|c| c.expiration)
             .min()
-            .unwrap_or(i128::MAX);
+            .map(SystemTime::from);
         Snapshot {
             token,
             token_lifetime,
             roles,
-            earliest_nanos,
+            earliest,
         }
     }
 
@@ -197,7 +197,7 @@ mod tests {
             ("b".to_owned(), creds(t0 + time::Duration::seconds(20))),
         ]);
         slot.update(|s| s.with_roles(roles));
-        let at = |t: OffsetDateTime| slot.valid_at(t.unix_timestamp_nanos());
+        let at = |t: OffsetDateTime| slot.valid_now(&crate::clock::ManualClock::new(t).clock());
         let held = at(t0);
         assert_eq!(held.len(), 2);
         assert_eq!(

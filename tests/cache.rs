@@ -11,13 +11,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use stslib::{Cache, Credentials, Env, Error, Secret};
+use stslib::{Cache, CacheUser, Credentials, Env, Error, Secret};
 use time::OffsetDateTime;
 
 const SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/Admin";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
 const TOKEN: &str = "FwoGZXIvYXdzEJr//////////SESSIONTOKEN==";
+const ALICE: CacheUser<'static> = CacheUser {
+    profile: "alice",
+    access_key_id: "AKIAALICE00000000001",
+};
+const BOB: CacheUser<'static> = CacheUser {
+    profile: "bob",
+    access_key_id: "AKIABOB0000000000001",
+};
+const ZERO: time::Duration = time::Duration::ZERO;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -31,7 +40,11 @@ impl TempDir {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).unwrap();
         TempDir(dir)
     }
 
@@ -57,6 +70,10 @@ fn creds(valid_for: time::Duration) -> Credentials {
     }
 }
 
+fn cred(hit: stslib::Cached) -> Credentials {
+    hit.credentials
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -78,46 +95,65 @@ fn round_trip_on_disk() {
     let tmp = TempDir::new("round");
     let cache = Cache::new(tmp.path().join("c"));
     let zero = Duration::ZERO;
-    assert_eq!(cache.load_token("alice", Some(SERIAL), zero), None);
+    assert_eq!(cache.load_token(ALICE, Some(SERIAL), zero).map(cred), None);
 
     let token = creds(time::Duration::hours(12));
-    cache.store_token("alice", Some(SERIAL), &token).unwrap();
+    cache
+        .store_token(ALICE, Some(SERIAL), &token, ZERO)
+        .unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), zero),
+        cache.load_token(ALICE, Some(SERIAL), zero).map(cred),
         Some(token.clone())
     );
     // Another key misses.
-    assert_eq!(cache.load_token("alice", None, zero), None);
-    assert_eq!(cache.load_token("bob", Some(SERIAL), zero), None);
+    assert_eq!(cache.load_token(ALICE, None, zero).map(cred), None);
+    assert_eq!(cache.load_token(BOB, Some(SERIAL), zero).map(cred), None);
 
     let role = creds(time::Duration::hours(1));
-    cache.store_role("alice", "prod", ROLE_ARN, &role).unwrap();
+    cache
+        .store_role(ALICE, "prod", ROLE_ARN, &role, ZERO)
+        .unwrap();
     assert_eq!(
-        cache.load_role("alice", "prod", ROLE_ARN, zero),
+        cache.load_role(ALICE, "prod", ROLE_ARN, zero).map(cred),
         Some(role.clone())
     );
-    assert_eq!(cache.load_role("alice", "dev", ROLE_ARN, zero), None);
     assert_eq!(
-        cache.load_role("alice", "prod", "arn:aws:iam::1:role/X", zero),
+        cache.load_role(ALICE, "dev", ROLE_ARN, zero).map(cred),
+        None
+    );
+    assert_eq!(
+        cache
+            .load_role(ALICE, "prod", "arn:aws:iam::1:role/X", zero)
+            .map(cred),
         None
     );
 
     // A margin longer than the time left is a miss.
     assert_eq!(
-        cache.load_role("alice", "prod", ROLE_ARN, Duration::from_secs(2 * 3600)),
+        cache
+            .load_role(ALICE, "prod", ROLE_ARN, Duration::from_secs(2 * 3600))
+            .map(cred),
         None
     );
 
     // A replacement wins.
     let newer = creds(time::Duration::hours(11));
-    cache.store_token("alice", Some(SERIAL), &newer).unwrap();
-    assert_eq!(cache.load_token("alice", Some(SERIAL), zero), Some(newer));
+    cache
+        .store_token(ALICE, Some(SERIAL), &newer, ZERO)
+        .unwrap();
+    assert_eq!(
+        cache.load_token(ALICE, Some(SERIAL), zero).map(cred),
+        Some(newer)
+    );
 
-    cache.remove_token("alice", Some(SERIAL)).unwrap();
-    cache.remove_token("alice", Some(SERIAL)).unwrap(); // missing is fine
-    assert_eq!(cache.load_token("alice", Some(SERIAL), zero), None);
-    cache.remove_role("alice", "prod", ROLE_ARN).unwrap();
-    assert_eq!(cache.load_role("alice", "prod", ROLE_ARN, zero), None);
+    cache.remove_token(ALICE, Some(SERIAL)).unwrap();
+    cache.remove_token(ALICE, Some(SERIAL)).unwrap(); // missing is fine
+    assert_eq!(cache.load_token(ALICE, Some(SERIAL), zero).map(cred), None);
+    cache.remove_role(ALICE, "prod", ROLE_ARN).unwrap();
+    assert_eq!(
+        cache.load_role(ALICE, "prod", ROLE_ARN, zero).map(cred),
+        None
+    );
 }
 
 #[test]
@@ -127,8 +163,11 @@ fn expired_entries_are_ignored() {
     let mut old = creds(time::Duration::hours(1));
     old.start_time -= time::Duration::hours(3);
     old.expiration -= time::Duration::hours(2);
-    cache.store_token("alice", None, &old).unwrap();
-    assert_eq!(cache.load_token("alice", None, Duration::ZERO), None);
+    cache.store_token(ALICE, None, &old, ZERO).unwrap();
+    assert_eq!(
+        cache.load_token(ALICE, None, Duration::ZERO).map(cred),
+        None
+    );
 }
 
 #[test]
@@ -136,13 +175,19 @@ fn file_names_and_contents_placement() {
     let tmp = TempDir::new("names");
     let cache = Cache::new(tmp.path());
     cache
-        .store_token("alice", Some(SERIAL), &creds(time::Duration::hours(1)))
+        .store_token(ALICE, Some(SERIAL), &creds(time::Duration::hours(1)), ZERO)
         .unwrap();
     cache
-        .store_role("alice", "prod", ROLE_ARN, &creds(time::Duration::hours(1)))
+        .store_role(
+            ALICE,
+            "prod",
+            ROLE_ARN,
+            &creds(time::Duration::hours(1)),
+            ZERO,
+        )
         .unwrap();
-    let token_path = cache.token_path("alice", Some(SERIAL));
-    let role_path = cache.role_path("alice", "prod", ROLE_ARN);
+    let token_path = cache.token_path(ALICE, Some(SERIAL));
+    let role_path = cache.role_path(ALICE, "prod", ROLE_ARN);
     assert_eq!(token_path.parent(), Some(tmp.path()));
     assert!(token_path.is_file() && role_path.is_file());
     for name in names(tmp.path()) {
@@ -162,11 +207,11 @@ fn modes_are_private() {
     let dir = tmp.path().join("home/.stslib/cache");
     let cache = Cache::new(&dir);
     cache
-        .store_token("alice", None, &creds(time::Duration::hours(1)))
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
         .unwrap();
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&tmp.path().join("home/.stslib")), 0o700);
-    assert_eq!(mode(&cache.token_path("alice", None)), 0o600);
+    assert_eq!(mode(&cache.token_path(ALICE, None)), 0o600);
     let guard = cache.lock().unwrap();
     assert_eq!(guard.path(), dir.join("lock"));
     assert_eq!(mode(guard.path()), 0o600);
@@ -178,8 +223,8 @@ fn atomic_writes_leave_no_temp_files() {
     let cache = Cache::new(tmp.path());
     for i in 0..20 {
         let c = creds(time::Duration::minutes(30 + i));
-        cache.store_token("alice", Some(SERIAL), &c).unwrap();
-        cache.store_role("alice", "prod", ROLE_ARN, &c).unwrap();
+        cache.store_token(ALICE, Some(SERIAL), &c, ZERO).unwrap();
+        cache.store_role(ALICE, "prod", ROLE_ARN, &c, ZERO).unwrap();
     }
     let n = names(tmp.path());
     assert_eq!(n.len(), 2, "{n:?}");
@@ -193,11 +238,11 @@ fn failed_write_leaves_no_temp_file() {
     let tmp = TempDir::new("fail");
     let cache = Cache::new(tmp.path());
     // A non-empty directory where the entry goes: the rename must fail.
-    let target = cache.token_path("alice", None);
+    let target = cache.token_path(ALICE, None);
     fs::create_dir(&target).unwrap();
     fs::write(target.join("keep"), "x").unwrap();
     let err = cache
-        .store_token("alice", None, &creds(time::Duration::hours(1)))
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
         .unwrap_err();
     match &err {
         Error::Io { path, .. } => assert_eq!(path, &target),
@@ -209,7 +254,10 @@ fn failed_write_leaves_no_temp_file() {
         [target.file_name().unwrap().to_str().unwrap()]
     );
     // And a read of a directory is a miss, not an error.
-    assert_eq!(cache.load_token("alice", None, Duration::ZERO), None);
+    assert_eq!(
+        cache.load_token(ALICE, None, Duration::ZERO).map(cred),
+        None
+    );
 }
 
 #[test]
@@ -219,7 +267,7 @@ fn unwritable_location_is_an_io_error() {
     fs::write(&file, "not a directory").unwrap();
     let cache = Cache::new(file.join("cache"));
     let err = cache
-        .store_token("alice", None, &creds(time::Duration::hours(1)))
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
         .unwrap_err();
     assert!(
         matches!(err, Error::Io { ref path, .. } if path == &file.join("cache")),
@@ -227,11 +275,14 @@ fn unwritable_location_is_an_io_error() {
     );
     assert!(matches!(cache.lock(), Err(Error::Io { .. })));
     // Reads just miss.
-    assert_eq!(cache.load_token("alice", None, Duration::ZERO), None);
+    assert_eq!(
+        cache.load_token(ALICE, None, Duration::ZERO).map(cred),
+        None
+    );
 
     // The cache path itself being a file is refused too.
     let err = Cache::new(&file)
-        .store_token("alice", None, &creds(time::Duration::hours(1)))
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
         .unwrap_err();
     assert!(
         matches!(err, Error::Io { ref path, .. } if path == &file),
@@ -245,36 +296,46 @@ fn corrupt_entry_is_ignored_then_overwritten() {
     let tmp = TempDir::new("corrupt");
     let cache = Cache::new(tmp.path());
     let good = creds(time::Duration::hours(2));
-    cache.store_token("alice", Some(SERIAL), &good).unwrap();
-    let path = cache.token_path("alice", Some(SERIAL));
+    cache.store_token(ALICE, Some(SERIAL), &good, ZERO).unwrap();
+    let path = cache.token_path(ALICE, Some(SERIAL));
     let text = fs::read(&path).unwrap();
 
     // Truncated, garbage, binary, and another entry's contents.
     fs::write(&path, &text[..text.len() / 2]).unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), Duration::ZERO),
+        cache
+            .load_token(ALICE, Some(SERIAL), Duration::ZERO)
+            .map(cred),
         None
     );
     fs::write(&path, "garbage\n").unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), Duration::ZERO),
+        cache
+            .load_token(ALICE, Some(SERIAL), Duration::ZERO)
+            .map(cred),
         None
     );
     fs::write(&path, [0xff, 0xfe, 0, 1, 2]).unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), Duration::ZERO),
+        cache
+            .load_token(ALICE, Some(SERIAL), Duration::ZERO)
+            .map(cred),
         None
     );
-    cache.store_token("bob", Some(SERIAL), &good).unwrap();
-    fs::copy(cache.token_path("bob", Some(SERIAL)), &path).unwrap();
+    cache.store_token(BOB, Some(SERIAL), &good, ZERO).unwrap();
+    fs::copy(cache.token_path(BOB, Some(SERIAL)), &path).unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), Duration::ZERO),
+        cache
+            .load_token(ALICE, Some(SERIAL), Duration::ZERO)
+            .map(cred),
         None
     );
 
-    cache.store_token("alice", Some(SERIAL), &good).unwrap();
+    cache.store_token(ALICE, Some(SERIAL), &good, ZERO).unwrap();
     assert_eq!(
-        cache.load_token("alice", Some(SERIAL), Duration::ZERO),
+        cache
+            .load_token(ALICE, Some(SERIAL), Duration::ZERO)
+            .map(cred),
         Some(good)
     );
 }
@@ -292,9 +353,15 @@ fn from_env_uses_override_then_home() {
     let cache = Cache::from_env(&env).unwrap();
     assert_eq!(cache.dir(), tmp.path().join(".stslib/cache"));
     cache
-        .store_role("alice", "prod", ROLE_ARN, &creds(time::Duration::hours(1)))
+        .store_role(
+            ALICE,
+            "prod",
+            ROLE_ARN,
+            &creds(time::Duration::hours(1)),
+            ZERO,
+        )
         .unwrap();
-    assert!(cache.role_path("alice", "prod", ROLE_ARN).is_file());
+    assert!(cache.role_path(ALICE, "prod", ROLE_ARN).is_file());
 }
 
 #[test]
@@ -355,12 +422,12 @@ fn eight_racers_fetch_once() {
                 start.wait();
                 let _guard = cache.lock().unwrap();
                 let margin = Duration::from_secs(60);
-                match cache.load_token("alice", Some(SERIAL), margin) {
+                match cache.load_token(ALICE, Some(SERIAL), margin).map(cred) {
                     Some(c) => c,
                     None => {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         let c = creds(time::Duration::hours(12));
-                        cache.store_token("alice", Some(SERIAL), &c).unwrap();
+                        cache.store_token(ALICE, Some(SERIAL), &c, ZERO).unwrap();
                         c
                     }
                 }
@@ -370,4 +437,657 @@ fn eight_racers_fetch_once() {
     let got: Vec<Credentials> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
     assert!(got.windows(2).all(|w| w[0] == w[1]));
+}
+
+// ---- Trust: owners, modes, links, FIFOs (issue 11, item 1) ----------------
+
+/// Another user's uid for the multi-user cases.
+#[cfg(unix)]
+const OTHER_UID: u32 = 65534;
+
+/// Gives `path` to another user; false (with a loud message) when this
+/// process may not (it is not root).
+#[cfg(unix)]
+fn give_away(path: &Path) -> bool {
+    match std::os::unix::fs::chown(path, Some(OTHER_UID), Some(OTHER_UID)) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED (multi-user case): cannot chown {} to uid {OTHER_UID} ({e}); \
+                 run the tests as root to cover it",
+                path.display()
+            );
+            false
+        }
+    }
+}
+
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn another_users_directory_is_refused() {
+    common::init_logger();
+    let tmp = TempDir::new("other-dir");
+    let dir = tmp.path().join("c");
+    let cache = Cache::new(&dir);
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    assert!(cache.load_token(ALICE, None, Duration::ZERO).is_some());
+    // The other user takes the directory and the entry (mode 0644, as the
+    // attack left it): nothing in it is used any more.
+    let entry = cache.token_path(ALICE, None);
+    chmod(&entry, 0o644);
+    if !give_away(&entry) || !give_away(&dir) {
+        return;
+    }
+    assert_eq!(cache.load_token(ALICE, None, Duration::ZERO), None);
+    let e = cache.store_token(ALICE, None, &token, ZERO).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("owned by uid 65534") && text.contains("not trusted"),
+        "{text}"
+    );
+    assert!(
+        matches!(e, Error::Io { ref path, .. } if path == &dir),
+        "{e:?}"
+    );
+    let e = cache.lock().unwrap_err().to_string();
+    assert!(e.contains("owned by uid 65534"), "{e}");
+    assert!(cache.entries().is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn another_users_entry_in_my_directory_is_ignored() {
+    let tmp = TempDir::new("other-entry");
+    let cache = Cache::new(tmp.path());
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    cache
+        .store_role(ALICE, "prod", ROLE_ARN, &token, ZERO)
+        .unwrap();
+    let entry = cache.token_path(ALICE, None);
+    chmod(&entry, 0o644);
+    if !give_away(&entry) {
+        return;
+    }
+    assert_eq!(cache.load_token(ALICE, None, Duration::ZERO), None);
+    // Its mode is left alone: it is not ours to change.
+    assert_eq!(mode(&entry), 0o644);
+    // The directory itself is still fine.
+    assert!(cache
+        .load_role(ALICE, "prod", ROLE_ARN, Duration::ZERO)
+        .is_some());
+    let listed = cache.entries().unwrap();
+    let bad = listed.iter().find(|e| e.path == entry).unwrap();
+    assert!(
+        bad.problem.as_deref().unwrap().contains("owned by uid"),
+        "{bad:?}"
+    );
+    // A store replaces it with one of ours.
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    assert_eq!(
+        cache.load_token(ALICE, None, Duration::ZERO).map(cred),
+        Some(token)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_others_can_write_is_refused() {
+    let tmp = TempDir::new("open-dir");
+    let dir = tmp.path().join("c");
+    let cache = Cache::new(&dir);
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    for open in [0o777, 0o770, 0o1777] {
+        chmod(&dir, open);
+        assert_eq!(
+            cache.load_token(ALICE, None, Duration::ZERO),
+            None,
+            "{open:o}"
+        );
+        let e = cache.store_token(ALICE, None, &token, ZERO).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by group or others"),
+            "{open:o}: {e}"
+        );
+        assert!(cache.lock().is_err());
+        // Never tightened behind the user's back: it may be shared on purpose.
+        assert_eq!(mode(&dir), open & 0o777);
+    }
+    // Readable by others is fine: entries are 0600 and names hold no secret.
+    chmod(&dir, 0o755);
+    assert!(cache.load_token(ALICE, None, Duration::ZERO).is_some());
+}
+
+#[cfg(unix)]
+#[test]
+fn entries_writable_by_others_are_ignored_and_readable_ones_tightened() {
+    let tmp = TempDir::new("entry-modes");
+    let cache = Cache::new(tmp.path());
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    let entry = cache.token_path(ALICE, None);
+    chmod(&entry, 0o666);
+    assert_eq!(cache.load_token(ALICE, None, Duration::ZERO), None);
+    chmod(&entry, 0o644);
+    assert_eq!(
+        cache.load_token(ALICE, None, Duration::ZERO).map(cred),
+        Some(token)
+    );
+    assert_eq!(mode(&entry), 0o600, "a 0644 leftover of ours is tightened");
+}
+
+#[cfg(unix)]
+#[test]
+fn links_are_never_followed() {
+    let tmp = TempDir::new("links");
+    let cache = Cache::new(tmp.path().join("c"));
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(BOB, None, &token, ZERO).unwrap();
+    // A link at alice's entry pointing at a valid entry: refused.
+    let entry = cache.token_path(ALICE, None);
+    std::os::unix::fs::symlink(cache.token_path(BOB, None), &entry).unwrap();
+    assert_eq!(cache.load_token(ALICE, None, Duration::ZERO), None);
+    // A link at `lock`: refused, and its target is never created.
+    let target = tmp.path().join("victim-file");
+    std::os::unix::fs::symlink(&target, tmp.path().join("c/lock")).unwrap();
+    let e = cache.lock().unwrap_err().to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(cache.try_lock().is_err());
+    assert!(!target.exists(), "the lock's link was followed");
+    // A store over the entry's link replaces the link, not its target.
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    assert!(!fs::symlink_metadata(&entry)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(cache.load_token(BOB, None, Duration::ZERO).is_some());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_at_an_entry_never_hangs_a_load() {
+    let tmp = TempDir::new("fifo");
+    let cache = Cache::new(tmp.path());
+    let entry = cache.token_path(ALICE, None);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&entry)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let c = cache.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.load_token(ALICE, None, Duration::ZERO));
+    });
+    // Bounded wait: a hang is a failure, not a stuck test run.
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("loading a FIFO hung");
+    assert_eq!(got, None);
+    let listed = cache.entries().unwrap();
+    assert_eq!(listed[0].problem.as_deref(), Some("not a regular file"));
+    // A FIFO at `lock`: refused at once, not waited on.
+    let made = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("lock"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = cache.lock().unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn a_relative_directory_is_refused() {
+    // HOME unset and STSLIB_CACHE_DIR=~/x: no `./~/x` under the cwd.
+    let env = Env::from_pairs([("STSLIB_CACHE_DIR", "~/x")]);
+    let e = Cache::from_env(&env).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::InvalidInput {
+            field: "STSLIB_CACHE_DIR",
+            ..
+        }
+    ));
+    assert!(e.to_string().contains("not an absolute path"), "{e}");
+    let env = Env::from_pairs([("STSLIB_CACHE_DIR", "rel/dir")]);
+    assert!(Cache::from_env(&env).is_err());
+    // Made directly, it never writes anywhere.
+    let cache = Cache::new("stslib-relative-cache-test");
+    let e = cache
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
+        .unwrap_err();
+    assert!(e.to_string().contains("absolute"), "{e}");
+    assert!(cache.lock().is_err());
+    assert!(!Path::new("stslib-relative-cache-test").exists());
+}
+
+// ---- Leftover temporary files (item 4) --------------------------------------
+
+#[test]
+fn temp_files_of_dead_writers_are_swept() {
+    let tmp = TempDir::new("sweep");
+    let cache = Cache::new(tmp.path());
+    // A process that is gone: a child that has exited and been reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let now = std::time::SystemTime::now();
+    let dead_file = tmp.path().join(format!(".tmp-{dead}-0-00000000deadbeef"));
+    let old_file = tmp
+        .path()
+        .join(format!(".tmp-{}-7-0000000000000old", std::process::id()));
+    let live_file = tmp
+        .path()
+        .join(format!(".tmp-{}-9-00000000000live", std::process::id()));
+    for (path, age) in [(&dead_file, 5), (&old_file, 3600), (&live_file, 0)] {
+        fs::write(path, format!("secret_access_key={SECRET}\n")).unwrap();
+        let f = fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(now - Duration::from_secs(age)).unwrap();
+    }
+    assert_eq!(cache.sweep(), 2);
+    let left = names(tmp.path());
+    assert_eq!(left, [live_file.file_name().unwrap().to_str().unwrap()]);
+    // A store sweeps too.
+    fs::write(&dead_file, "x").unwrap();
+    let f = fs::File::options().write(true).open(&dead_file).unwrap();
+    f.set_modified(now - Duration::from_secs(5)).unwrap();
+    cache
+        .store_token(ALICE, None, &creds(time::Duration::hours(1)), ZERO)
+        .unwrap();
+    assert!(!dead_file.exists());
+    assert!(
+        live_file.exists(),
+        "a live writer's fresh file is left alone"
+    );
+}
+
+// ---- The lock's holder and bounded wait (item 6) ----------------------------
+
+#[test]
+fn a_bounded_wait_names_the_holder() {
+    let tmp = TempDir::new("holder");
+    let cache = Cache::new(tmp.path().join("c"));
+    let held = cache.lock().unwrap();
+    let text = fs::read_to_string(held.path()).unwrap();
+    assert!(
+        text.starts_with(&format!("pid={}\nsince=", std::process::id())),
+        "{text}"
+    );
+    let started = std::time::Instant::now();
+    let e = cache.lock_within(Duration::from_millis(200)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "held after 200ms by pid {} (since ",
+            std::process::id()
+        )),
+        "{text}"
+    );
+    match &e {
+        Error::Io { source, .. } => assert_eq!(source.kind(), std::io::ErrorKind::TimedOut),
+        other => panic!("{other:?}"),
+    }
+    drop(held);
+    // Released: the record is cleared and the next taker gets it at once.
+    assert_eq!(fs::read_to_string(tmp.path().join("c/lock")).unwrap(), "");
+    let again = cache.lock_within(Duration::from_millis(200)).unwrap();
+    drop(again);
+}
+
+// ---- Listing and clearing (item 10) -----------------------------------------
+
+#[test]
+fn entries_list_and_clear_by_profile() {
+    let tmp = TempDir::new("list");
+    let cache = Cache::new(tmp.path().join("c"));
+    assert!(
+        cache.entries().unwrap().is_empty(),
+        "absent dir lists nothing"
+    );
+    let c = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, Some(SERIAL), &c, ZERO).unwrap();
+    cache.store_role(ALICE, "prod", ROLE_ARN, &c, ZERO).unwrap();
+    cache.store_role(ALICE, "dev", ROLE_ARN, &c, ZERO).unwrap();
+    cache.store_token(BOB, None, &c, ZERO).unwrap();
+    let listed = cache.entries().unwrap();
+    assert_eq!(listed.len(), 4);
+    let prod = listed
+        .iter()
+        .find(|e| e.role_profile.as_deref() == Some("prod"))
+        .unwrap();
+    assert_eq!(prod.kind, "role");
+    assert_eq!(prod.source_profile, "alice");
+    assert_eq!(prod.role_arn.as_deref(), Some(ROLE_ARN));
+    assert_eq!(prod.expiration, Some(c.expiration));
+    let left = prod.remaining_at(OffsetDateTime::now_utc()).unwrap();
+    assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600));
+    assert!(!format!("{listed:?}").contains(SECRET));
+
+    // A role profile: just that role.
+    let gone = cache.clear(Some("prod")).unwrap();
+    assert_eq!(gone, [cache.role_path(ALICE, "prod", ROLE_ARN)]);
+    // A user profile: its token and every role sourced from it.
+    assert_eq!(cache.clear(Some("alice")).unwrap().len(), 2);
+    assert!(cache.load_token(BOB, None, Duration::ZERO).is_some());
+    // Everything.
+    assert_eq!(cache.clear(None).unwrap().len(), 1);
+    assert!(names(&tmp.path().join("c")).is_empty());
+}
+
+// ---- Sessions sharing a cache: the lock, evictions, clocks -----------------
+
+mod sessions {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use stslib::emulator::{Action, Emulator, Fault};
+    use stslib::{ProfileFiles, Session, TokenMiss, TokenOrigin};
+
+    const KEY: &str = "AKIACACHESESSION0001";
+    const USER_SECRET: &str = "cache/session/secret/000000000000000000000";
+    const MFA: &str = "arn:aws:iam::123456789012:mfa/alice";
+    const CODE: &str = "271828";
+    const USER: CacheUser<'static> = CacheUser {
+        profile: "alice",
+        access_key_id: KEY,
+    };
+
+    fn emulator(offset: time::Duration) -> Emulator {
+        Emulator::builder()
+            .user("alice", KEY, USER_SECRET)
+            .mfa_device("alice", MFA, CODE)
+            .require_mfa(true)
+            .clock_offset(offset)
+            .start()
+            .unwrap()
+    }
+
+    fn files(extra: &str) -> ProfileFiles {
+        ProfileFiles::from_strings(
+            &format!(
+                "[profile alice]\nmfa_serial = {MFA}\n\
+                 [profile r]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = alice\n\
+                 [profile r2]\nrole_arn = arn:aws:iam::123456789012:role/r2\nsource_profile = alice\n\
+                 {extra}"
+            ),
+            &format!("[alice]\naws_access_key_id = {KEY}\naws_secret_access_key = {USER_SECRET}\n"),
+        )
+        .unwrap()
+    }
+
+    fn builder(emu: &Emulator, cache: &Cache, files: ProfileFiles) -> stslib::SessionBuilder {
+        Session::builder()
+            .env(Env::from_pairs([("AWS_ENDPOINT_URL_IAM", emu.endpoint())]))
+            .files(files)
+            .profile("alice")
+            .endpoint(emu.endpoint())
+            .refresh(false)
+            .cache(cache.clone())
+    }
+
+    /// Item 6: the MFA provider (which may wait on a person) is never
+    /// called while this session holds the cache's lock.
+    #[test]
+    fn the_mfa_prompt_never_runs_under_the_lock() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("prompt-lock");
+        let cache = Cache::new(tmp.path().join("c"));
+        let free = Arc::new(AtomicBool::new(false));
+        let (c, f) = (cache.clone(), free.clone());
+        let session = builder(&emu, &cache, files(""))
+            .mfa_provider(move |_| {
+                f.store(c.try_lock().unwrap().is_some(), Ordering::SeqCst);
+                Ok(Secret::new(CODE))
+            })
+            .build()
+            .unwrap();
+        let out = session.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok());
+        assert!(free.load(Ordering::SeqCst), "the prompt ran under the lock");
+        assert_eq!(session.token_origin(), Some(TokenOrigin::Sts));
+        assert_eq!(session.token_miss(), Some(TokenMiss::NotCached));
+    }
+
+    /// Item 6: a lock held elsewhere (a process stuck on a hung server) is
+    /// waited for with a bound; then the session goes on without it.
+    #[test]
+    fn a_held_lock_is_waited_for_with_a_bound() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("held-lock");
+        let cache = Cache::new(tmp.path().join("c")).lock_wait(Duration::from_millis(300));
+        let held = cache.lock().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = cache.clone();
+        let files = files("");
+        let endpoint = emu.endpoint();
+        std::thread::spawn(move || {
+            let session = Session::builder()
+                .env(Env::from_pairs([(
+                    "AWS_ENDPOINT_URL_IAM",
+                    endpoint.clone(),
+                )]))
+                .files(files)
+                .profile("alice")
+                .endpoint(endpoint)
+                .refresh(false)
+                .cache(c)
+                .mfa_provider(|_| Ok(Secret::new(CODE)))
+                .build()
+                .unwrap();
+            let _ = tx.send(session.generate_credentials(&["r"]).map(|o| o["r"].is_ok()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the session waited for the lock without a bound");
+        assert!(got.unwrap());
+        drop(held);
+        // What it got was stored all the same.
+        assert!(cache.load_token(USER, Some(MFA), Duration::ZERO).is_some());
+    }
+
+    /// Item 3: a cached token STS rejects is dropped from the cache and,
+    /// with a code at hand, replaced in the same call.
+    #[test]
+    fn a_rejected_cached_token_is_evicted_and_replaced() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("rejected");
+        let cache = Cache::new(tmp.path().join("c"));
+        // A token STS never issued (or has revoked), valid by its dates.
+        let dead = creds(time::Duration::hours(10));
+        cache.store_token(USER, Some(MFA), &dead, ZERO).unwrap();
+
+        // No code source: the role keeps STS's answer, and the entry is gone.
+        let session = builder(&emu, &cache, files("")).build().unwrap();
+        let mut out = session.generate_credentials(&["r"]).unwrap();
+        let e = out.remove("r").unwrap().unwrap_err();
+        assert_eq!(e.code(), Some("InvalidClientTokenId"), "{e}");
+        assert!(session.session_token().is_none());
+        assert_eq!(
+            session.token_miss(),
+            Some(TokenMiss::Rejected {
+                code: "InvalidClientTokenId".into()
+            })
+        );
+        assert!(!cache.token_path(USER, Some(MFA)).exists());
+
+        // With a code source: one call drops it and gets a new one.
+        cache.store_token(USER, Some(MFA), &dead, ZERO).unwrap();
+        let session = builder(&emu, &cache, files(""))
+            .mfa_provider(|_| Ok(Secret::new(CODE)))
+            .build()
+            .unwrap();
+        let out = session.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok(), "{:?}", out["r"]);
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+        assert_eq!(session.token_origin(), Some(TokenOrigin::Sts));
+        let now_cached = cache.load_token(USER, Some(MFA), Duration::ZERO).unwrap();
+        assert_ne!(now_cached.credentials.access_key_id, dead.access_key_id);
+    }
+
+    /// Item 3: an explicit code always makes a new session, even over a
+    /// valid cached one.
+    #[test]
+    fn an_explicit_code_makes_a_new_session() {
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("explicit");
+        let cache = Cache::new(tmp.path().join("c"));
+        let s1 = builder(&emu, &cache, files("")).build().unwrap();
+        let first = s1
+            .generate_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        let s2 = builder(&emu, &cache, files("")).build().unwrap();
+        let reused = s2
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap();
+        assert_eq!(reused.access_key_id, first.access_key_id);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Cache));
+        let second = s2
+            .generate_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        assert_ne!(second.access_key_id, first.access_key_id);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Sts));
+        assert_eq!(emu.request_count(Action::GetSessionToken), 2);
+        let renewed = s2
+            .renew_session_token(Duration::from_secs(3600), Some(CODE))
+            .unwrap();
+        assert_ne!(renewed.access_key_id, second.access_key_id);
+        assert_eq!(s2.token_miss(), Some(TokenMiss::Renewal));
+    }
+
+    /// Item 8: a cached 15-minute token serves the roles it must mint,
+    /// whatever lifetime the caller would ask for a new token.
+    #[test]
+    fn reuse_depends_on_the_tokens_own_life_not_the_callers_lifetime() {
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("own-life");
+        let cache = Cache::new(tmp.path().join("c"));
+        let f = || {
+            files("[profile short]\nrole_arn = arn:aws:iam::123456789012:role/s\nsource_profile = alice\nduration_seconds = 900\n")
+        };
+        let s1 = builder(&emu, &cache, f()).build().unwrap();
+        s1.generate_session_token(Duration::from_secs(900), Some(CODE))
+            .unwrap();
+        // A later run asks 12 h for new tokens: the 15-min one still serves.
+        let s2 = builder(&emu, &cache, f())
+            .token_lifetime(Duration::from_secs(12 * 3600))
+            .build()
+            .unwrap();
+        // A 1-hour role (a 15-minute refresh window) from a token that has
+        // just under 15 minutes left.
+        let out = s2.generate_credentials(&["r"]).unwrap();
+        assert!(out["r"].is_ok(), "{:?}", out["r"]);
+        let out = s2.generate_credentials(&["short"]).unwrap();
+        assert!(out["short"].is_ok(), "{:?}", out["short"]);
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+        assert_eq!(s2.token_origin(), Some(TokenOrigin::Cache));
+        // `generate_session_token` without a code reuses it too.
+        let s3 = builder(&emu, &cache, f()).build().unwrap();
+        s3.generate_session_token(Duration::from_secs(12 * 3600), None)
+            .unwrap();
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    }
+
+    /// Item 16: with a local clock 2 h ahead of STS, the offset learnt by
+    /// one process is kept with what it caches: the next process's role
+    /// cache hits and its first request is signed right.
+    #[test]
+    fn the_learnt_clock_offset_is_kept_with_the_cache() {
+        common::init_logger();
+        let emu = emulator(time::Duration::hours(-2));
+        let tmp = TempDir::new("clock");
+        let cache = Cache::new(tmp.path().join("c"));
+        let s1 = builder(&emu, &cache, files(""))
+            .mfa_provider(|_| Ok(Secret::new(CODE)))
+            .build()
+            .unwrap();
+        assert!(s1.generate_credentials(&["r"]).unwrap()["r"].is_ok());
+        let rejected = |emu: &Emulator| {
+            emu.requests()
+                .iter()
+                .filter(|r| r.code.as_deref().is_some_and(|c| c != "AccessDenied"))
+                .count()
+        };
+        let paid = rejected(&emu);
+        assert!(
+            paid >= 1,
+            "the first process learns the offset the hard way"
+        );
+        let before = emu.request_count(Action::Any);
+
+        // A new process (a new client that has learnt nothing).
+        let s2 = builder(&emu, &cache, files("")).build().unwrap();
+        assert!(s2.generate_credentials(&["r"]).unwrap()["r"].is_ok());
+        assert_eq!(
+            emu.request_count(Action::Any),
+            before,
+            "the role cache missed"
+        );
+        // A role not cached yet: the cached token, signed right at once.
+        assert!(s2.generate_credentials(&["r2"]).unwrap()["r2"].is_ok());
+        assert_eq!(emu.request_count(Action::Any), before + 1);
+        assert_eq!(rejected(&emu), paid, "a request was rejected for its time");
+        let skew = s2.client().clock_skew();
+        assert!(
+            (skew + time::Duration::hours(2)).abs() < time::Duration::seconds(5),
+            "{skew}"
+        );
+    }
+
+    /// Item 9: no MFA device anywhere and IAM denies the lookup: with
+    /// `require_mfa`, a clear error naming where it looked.
+    #[test]
+    fn no_mfa_device_found_is_an_error_when_mfa_is_required() {
+        let emu = emulator(time::Duration::ZERO);
+        emu.inject(Action::ListMFADevices, Fault::access_denied(), 10);
+        let tmp = TempDir::new("no-mfa");
+        let cache = Cache::new(tmp.path().join("c"));
+        let bare = ProfileFiles::from_strings(
+            "[profile alice]\n[profile r]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = alice\n",
+            &format!("[alice]\naws_access_key_id = {KEY}\naws_secret_access_key = {USER_SECRET}\n"),
+        )
+        .unwrap();
+        let session = builder(&emu, &cache, bare.clone())
+            .require_mfa(true)
+            .build()
+            .unwrap();
+        let e = session
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap_err();
+        let text = e.to_string();
+        for part in [
+            "no MFA device found",
+            "profile `alice` has no mfa_serial",
+            "no role profile sourced from it names one",
+            "ListMFADevices was denied",
+            "--no-mfa",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert_eq!(emu.request_count(Action::GetSessionToken), 0);
+        assert!(!cache.dir().exists() || cache.entries().unwrap().is_empty());
+        // Without require_mfa a session without MFA is asked for (with a
+        // warning); this STS requires MFA of this user, so it says no.
+        let session = builder(&emu, &cache, bare).build().unwrap();
+        let e = session
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap_err();
+        assert_eq!(e.code(), Some("AccessDenied"), "{e}");
+        let asked = emu.requests();
+        let gst = asked
+            .iter()
+            .find(|r| r.action == Some(Action::GetSessionToken))
+            .unwrap();
+        assert_eq!(gst.serial_number, None);
+    }
 }

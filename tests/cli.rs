@@ -576,7 +576,7 @@ fn session_command_caches_the_token_ahead_of_time() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("session token for `alice` valid until"),
+        out.contains("session token for `alice` (new) valid until"),
         "{out}"
     );
     assert!(
@@ -602,10 +602,15 @@ fn session_command_caches_the_token_ahead_of_time() {
 #[test]
 fn eight_processes_at_once_make_one_get_session_token() {
     let emu = emulator();
-    // Keep GetSessionToken slow so that all eight overlap.
+    // Keep GetSessionToken and AssumeRole slow so that all eight overlap.
     emu.inject(
         Action::GetSessionToken,
         stslib::emulator::Fault::Delay(std::time::Duration::from_millis(400)),
+        8,
+    );
+    emu.inject(
+        Action::AssumeRole,
+        stslib::emulator::Fault::Delay(std::time::Duration::from_millis(300)),
         8,
     );
     let home = Home::standard("eight");
@@ -637,6 +642,8 @@ fn eight_processes_at_once_make_one_get_session_token() {
         assert_eq!(json(&o)["Version"], 1);
     }
     assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    // Role entries are checked again under the lock: one AssumeRole per role.
+    assert_eq!(emu.request_count(Action::AssumeRole), 2);
     // No temporary or corrupt file is left: every entry serves a later run.
     let names: Vec<String> = std::fs::read_dir(cache_dir(&home))
         .unwrap()
@@ -705,4 +712,472 @@ fn profiles_never_print_secrets_hidden_in_continuations_or_sub_properties() {
         );
         assert!(out.contains("**redacted**"), "{out}");
     }
+}
+
+#[test]
+fn list_and_clear_show_and_forget_the_cache() {
+    let emu = emulator();
+    let home = Home::standard("list-clear");
+    let endpoint = emu.endpoint();
+    let o = home.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("alice (user): no cached session\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = home.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("alice (user): session valid until "), "{out}");
+    assert!(
+        out.contains("11 hours, 59 min left") || out.contains("12 hours left"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a (role, from alice): credentials valid until "),
+        "{out}"
+    );
+    assert!(
+        out.contains("b (role, from alice): no cached credentials\n"),
+        "{out}"
+    );
+    assert!(!out.contains("ASIA"), "{out}");
+
+    let o = home.run(&["clear", "--profile", "a"]);
+    assert_eq!(
+        stdout(&o),
+        "removed 1 cached entry for `a`\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&home.run(&["list"])).contains("a (role, from alice): no cached credentials"));
+    let o = home.run(&["clear"]);
+    assert_eq!(stdout(&o), "removed 1 cached entry\n", "{}", stderr(&o));
+    let out = stdout(&home.run(&["list"]));
+    assert!(out.contains("alice (user): no cached session"), "{out}");
+    assert_eq!(stdout(&home.run(&["clear"])), "nothing cached\n");
+    // Forgotten: a code is needed again.
+    let o = home.run(&[
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn an_untrusted_cache_is_named_on_stderr_and_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = emulator();
+    let home = Home::standard("untrusted-cache");
+    let endpoint = emu.endpoint();
+    let args = [
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ];
+    let mut with_code = args.to_vec();
+    with_code.extend(["--mfa-code", CODE]);
+    assert_eq!(home.run(&with_code).status.code(), Some(0));
+    let dir = cache_dir(&home);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = home.run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the open cache was used: {}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("stslib: warning: ") && err.contains("writable by group or others"),
+        "{err}"
+    );
+    assert_eq!(emu.request_count(Action::AssumeRole), 1);
+    // A relative cache directory is refused before anything is written.
+    let o = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args([
+            "credential-process",
+            "--profile",
+            "a",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env_clear()
+        .env("AWS_CONFIG_FILE", home.dir.join(".aws/config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.dir.join(".aws/credentials"),
+        )
+        .env("STSLIB_CACHE_DIR", "~/x")
+        .current_dir(&home.dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not an absolute path"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!home.dir.join("~").exists());
+}
+
+#[test]
+fn verbosity_raises_stslib_logs_but_never_ureq_unless_named() {
+    let emu = emulator();
+    let home = Home::standard("verbosity");
+    let endpoint = emu.endpoint();
+    let run = |extra_env: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stslib"));
+        c.args(args).env_clear().env("HOME", &home.dir);
+        if let Some(v) = extra_env {
+            c.env("STSLIB_LOG", v);
+        }
+        c.output().unwrap()
+    };
+    let base = ["whoami", "--profile", "alice", "--endpoint", &endpoint];
+    let quiet = run(None, &base);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "");
+    let mut v = vec!["-vvv"];
+    v.extend(base);
+    let loud = run(None, &v);
+    let err = stderr(&loud);
+    assert!(err.contains("stslib: debug: "), "{err}");
+    assert!(!err.contains("[ureq"), "ureq's logs need naming: {err}");
+    let traced = run(Some("trace"), &base);
+    assert!(!stderr(&traced).contains("[ureq"), "{}", stderr(&traced));
+    let named = run(Some("ureq=debug"), &base);
+    assert!(
+        stderr(&named).contains("stslib: debug [ureq"),
+        "{}",
+        stderr(&named)
+    );
+    let bad = run(Some("loud"), &base);
+    assert!(
+        stderr(&bad).contains("STSLIB_LOG: `loud` is not a level"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn session_says_reused_or_new_and_renew_makes_a_new_one() {
+    let emu = emulator();
+    let home = Home::standard("session-renew");
+    let endpoint = emu.endpoint();
+    let base = ["session", "--profile", "alice", "--endpoint", &endpoint];
+    let mut with_code = base.to_vec();
+    with_code.extend(["--mfa-code", CODE]);
+    let o = home.run(&with_code);
+    assert!(stdout(&o).contains("(new) valid until"), "{}", stderr(&o));
+    let o = home.run(&base);
+    assert!(
+        stdout(&o).contains("(reused from the cache) valid until"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+    // An explicit code always makes a new session; so does --renew.
+    let o = home.run(&with_code);
+    assert!(stdout(&o).contains("(new)"), "{}", stderr(&o));
+    let mut renew = with_code.clone();
+    renew.push("--renew");
+    let o = home.run(&renew);
+    assert!(stdout(&o).contains("(new)"), "{}", stderr(&o));
+    assert_eq!(emu.request_count(Action::GetSessionToken), 3);
+    // --renew without any code source: a clear error, not the cached token.
+    let mut renew = base.to_vec();
+    renew.push("--renew");
+    let o = home.run(&renew);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+}
+
+/// Runs the binary in `home` with `input` on standard input.
+fn run_with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args(args)
+        .env_clear()
+        .env("HOME", &home.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn mfa_code_dash_reads_one_line_of_stdin() {
+    let emu = emulator();
+    let home = Home::standard("code-stdin");
+    let endpoint = emu.endpoint();
+    let args = [
+        "credential-process",
+        "--profile",
+        "a",
+        "--mfa-code",
+        "-",
+        "--endpoint",
+        &endpoint,
+    ];
+    let o = run_with_stdin(&home, &args, &format!("{CODE}\n"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["Version"], 1);
+    let gst = emu.requests();
+    assert_eq!(gst[0].serial_number.as_deref(), Some(SERIAL));
+    // Cached now: stdin is not read at all (a terminal would not be asked).
+    let o = run_with_stdin(&home, &args, "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // `session --mfa-code -` too; an empty stdin is a clear error.
+    let s = [
+        "session",
+        "--profile",
+        "alice",
+        "--mfa-code",
+        "-",
+        "--endpoint",
+        &endpoint,
+    ];
+    let o = run_with_stdin(&home, &s, &format!("{CODE}\n"));
+    assert!(stdout(&o).contains("(new)"), "{}", stderr(&o));
+    let o = run_with_stdin(&home, &s, "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no code on standard input"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn credential_process_errors_say_what_to_run_and_why() {
+    let emu = emulator();
+    let home = Home::standard("advice");
+    let endpoint = emu.endpoint();
+    let args = [
+        "credential-process",
+        "--profile",
+        "a",
+        "--endpoint",
+        &endpoint,
+    ];
+    // No session at all.
+    let o = home.run(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("no session in the cache"), "{err}");
+    assert!(
+        err.contains("run `stslib session --profile alice`"),
+        "{err}"
+    );
+    // A session STS rejects (a token it never issued, valid by its dates).
+    let o = home.run(&[
+        "session",
+        "--profile",
+        "alice",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let token_file = std::fs::read_dir(cache_dir(&home))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("token-")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&token_file).unwrap();
+    let forged = reseal(
+        &text
+            .lines()
+            .map(|l| {
+                if l.starts_with("access_key_id=") {
+                    "access_key_id=ASIANEVERISSUED00001".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    std::fs::write(&token_file, forged).unwrap();
+    let o = home.run(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("STS rejected the cached session (InvalidClientTokenId)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run `stslib session --profile alice`"),
+        "{err}"
+    );
+    assert!(!token_file.exists(), "the rejected token was kept");
+    // An expired session.
+    let expired = reseal(
+        &text
+            .lines()
+            .map(|l| {
+                if l.starts_with("expiration=") {
+                    "expiration=2001-01-01T00:00:00Z".to_owned()
+                } else if l.starts_with("start_time=") {
+                    "start_time=2000-12-31T00:00:00Z".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    std::fs::write(&token_file, expired).unwrap();
+    let o = home.run(&args);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the cached session expired at 2001-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run `stslib session --profile alice`"),
+        "{err}"
+    );
+}
+
+/// Rewrites an entry's lines (all but the checksum) and seals it again.
+fn reseal(lines: &[String]) -> String {
+    let mut head: String = lines
+        .iter()
+        .filter(|l| !l.starts_with("checksum="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in head.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    head.push_str(&format!("checksum={h:016x}\n"));
+    head
+}
+
+#[test]
+fn no_mfa_device_found_is_an_error_unless_no_mfa() {
+    let emu = Emulator::builder()
+        .user("alice", USER_KEY, USER_SECRET)
+        .start()
+        .unwrap();
+    emu.inject(
+        Action::ListMFADevices,
+        stslib::emulator::Fault::access_denied(),
+        10,
+    );
+    let home = Home::new(
+        "no-mfa",
+        "[profile alice]\n",
+        &format!(
+            "[alice]\naws_access_key_id = {USER_KEY}\naws_secret_access_key = {USER_SECRET}\n"
+        ),
+    );
+    let endpoint = emu.endpoint();
+    let o = home.run(&["session", "--profile", "alice", "--endpoint", &endpoint]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no MFA device found") && err.contains("ListMFADevices was denied"),
+        "{err}"
+    );
+    assert_eq!(emu.request_count(Action::GetSessionToken), 0);
+    assert!(
+        !cache_dir(&home).exists() || std::fs::read_dir(cache_dir(&home)).unwrap().count() <= 1
+    );
+    let o = home.run(&[
+        "--no-mfa",
+        "session",
+        "--profile",
+        "alice",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("without MFA"), "{}", stderr(&o));
+}
+
+#[test]
+fn messages_stay_readable_with_huge_inputs() {
+    // 100,000 profiles: "not found" lists a few, then how many more.
+    let mut config = String::new();
+    for i in 0..100_000 {
+        config.push_str(&format!("[profile p{i}]\nregion = us-east-1\n"));
+    }
+    let big_arn = format!("arn:aws:iam::123456789012:role/{}", "x".repeat(5 << 20));
+    config.push_str(&format!(
+        "[profile big]\nrole_arn = {big_arn}\nsource_profile = alice\n"
+    ));
+    let home = Home::new(
+        "huge",
+        &config,
+        &format!(
+            "[alice]\naws_access_key_id = {USER_KEY}\naws_secret_access_key = {USER_SECRET}\n"
+        ),
+    );
+    let o = home.run(&["whoami", "--profile", "nope"]);
+    let err = stderr(&o);
+    assert!(err.len() < 2000, "{} bytes", err.len());
+    assert!(err.contains("and 99982 more"), "{err}");
+    let emu = emulator();
+    let o = home.run(&[
+        "credentials",
+        "--profile",
+        "big",
+        "--mfa-code",
+        CODE,
+        "--endpoint",
+        &emu.endpoint(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.len() < 2000,
+        "{} bytes: {}",
+        err.len(),
+        &err[..200.min(err.len())]
+    );
+    assert!(err.contains("bytes)"), "{err}");
+    // A refused endpoint never echoes its user info.
+    let o = home.run(&[
+        "whoami",
+        "--profile",
+        "alice",
+        "--endpoint",
+        "https://user:hunter2@sts.example.com/",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(!err.contains("hunter2") && !err.contains("user:"), "{err}");
+    assert!(err.contains("https://***@sts.example.com/"), "{err}");
 }

@@ -8,16 +8,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
+use common::responder::Responder;
 use common::TempDir;
 use proptest::prelude::*;
-use stslib::{AccessKey, Cache, Error, ProfileFiles, Secret, StsClient};
+use stslib::{AccessKey, Cache, CacheUser, Error, ProfileFiles, Secret, StsClient};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -348,85 +345,6 @@ proptest! {
 
 // ---- STS responses through the client --------------------------------------
 
-/// Answers every request with the body currently set, status 200 unless
-/// set otherwise, `Connection: close`. Stops when dropped.
-struct Responder {
-    url: String,
-    answer: Arc<Mutex<(u16, Vec<u8>)>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Responder {
-    fn start() -> Responder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let answer = Arc::new(Mutex::new((200, Vec::new())));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (answer, stop) = (answer.clone(), stop.clone());
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((mut s, _)) = listener.accept() else {
-                        thread::sleep(Duration::from_millis(2));
-                        continue;
-                    };
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    // Read the head and the announced body.
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let complete = |buf: &[u8]| {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            return false;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        buf.len() >= end + 4 + len
-                    };
-                    while !complete(&buf) {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let (status, body) = answer.lock().unwrap().clone();
-                    let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = s.write_all(head.as_bytes());
-                    let _ = s.write_all(&body);
-                }
-            })
-        };
-        Responder {
-            url,
-            answer,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn set(&self, status: u16, body: Vec<u8>) {
-        *self.answer.lock().unwrap() = (status, body);
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 fn keys() -> AccessKey {
     AccessKey {
         access_key_id: "AKIAHOSTILETEST00001".into(),
@@ -461,7 +379,7 @@ fn call_all(c: &StsClient) -> Vec<Result<(), Error>> {
 
 #[test]
 fn hostile_success_bodies_are_response_errors() {
-    let server = Responder::start();
+    let server = Responder::always(200, Vec::new());
     let c = client(&server.url);
     let wrap = |inner: &str| {
         format!(
@@ -542,7 +460,7 @@ proptest! {
         status in prop::sample::select(vec![200u16, 400, 403, 500]),
     ) {
         thread_local! {
-            static SERVER: Responder = Responder::start();
+            static SERVER: Responder = Responder::always(200, Vec::new());
         }
         SERVER.with(|server| -> Result<(), TestCaseError> {
             server.set(status, body);
@@ -560,7 +478,7 @@ proptest! {
 
 // ---- Cache files -----------------------------------------------------------
 
-/// 64-bit FNV-1a, the cache's checksum (see src/cache.rs).
+/// 64-bit FNV-1a, the cache's checksum (see src/cache/entry.rs).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -572,12 +490,16 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 const SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/r";
+const ALICE: CacheUser<'static> = CacheUser {
+    profile: "alice",
+    access_key_id: "AKIAHOSTILE000000001",
+};
 
 fn load_both(cache: &Cache, bytes: &[u8]) -> (bool, bool) {
-    std::fs::write(cache.token_path("alice", Some(SERIAL)), bytes).unwrap();
-    std::fs::write(cache.role_path("alice", "r", ROLE_ARN), bytes).unwrap();
-    let token = cache.load_token("alice", Some(SERIAL), Duration::ZERO);
-    let role = cache.load_role("alice", "r", ROLE_ARN, Duration::ZERO);
+    std::fs::write(cache.token_path(ALICE, Some(SERIAL)), bytes).unwrap();
+    std::fs::write(cache.role_path(ALICE, "r", ROLE_ARN), bytes).unwrap();
+    let token = cache.load_token(ALICE, Some(SERIAL), Duration::ZERO);
+    let role = cache.load_role(ALICE, "r", ROLE_ARN, Duration::ZERO);
     (token.is_some(), role.is_some())
 }
 
@@ -588,6 +510,7 @@ fn entry_lines() -> impl Strategy<Value = Vec<String>> {
         "version",
         "kind",
         "source_profile",
+        "user_key",
         "mfa_serial",
         "role_profile",
         "role_arn",
@@ -597,11 +520,14 @@ fn entry_lines() -> impl Strategy<Value = Vec<String>> {
         "start_time",
         "expiration",
         "created",
+        "clock_offset_ms",
         "checksum",
         "",
     ]);
     let value = prop_oneof![
-        Just("1".to_owned()),
+        Just("2".to_owned()),
+        Just("0".to_owned()),
+        Just(format!("{:016x}", fnv1a64(ALICE.access_key_id.as_bytes()))),
         Just("token".to_owned()),
         Just("role".to_owned()),
         Just("alice".to_owned()),
@@ -658,11 +584,12 @@ proptest! {
 fn a_hand_sealed_entry_loads() {
     let dir = TempDir::new("hostile-hand");
     let cache = Cache::new(&dir.0);
+    let user_key = fnv1a64(ALICE.access_key_id.as_bytes());
     let mut text = format!(
-        "version=1\nkind=token\nsource_profile=alice\nmfa_serial={SERIAL}\n\
-         access_key_id=ASIA1\nsecret_access_key=s\nsession_token=t\n\
+        "version=2\nkind=token\nsource_profile=alice\nuser_key={user_key:016x}\n\
+         mfa_serial={SERIAL}\naccess_key_id=ASIA1\nsecret_access_key=s\nsession_token=t\n\
          start_time=2000-01-01T00:00:00Z\nexpiration=2999-01-01T00:00:00Z\n\
-         created=2000-01-01T00:00:00Z\n"
+         created=2000-01-01T00:00:00Z\nclock_offset_ms=0\n"
     );
     text.push_str(&format!("checksum={:016x}\n", fnv1a64(text.as_bytes())));
     assert_eq!(load_both(&cache, text.as_bytes()), (true, false));

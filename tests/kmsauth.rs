@@ -348,6 +348,28 @@ fn clock_skew_is_learnt_from_kms() {
     assert!(meta.arn.ends_with(&meta.key_id));
     let codes: Vec<_> = emu.requests().into_iter().map(|r| r.code).collect();
     assert_eq!(codes, [Some("InvalidSignatureException".to_owned()), None]);
+    assert!(kms.now() - time::OffsetDateTime::now_utc() > time::Duration::minutes(19));
+
+    // On an STS client's transport settings, the skew KMS teaches is the
+    // STS client's too (one clock).
+    let sts = stslib::StsClient::builder()
+        .env(Env::from_pairs(Vec::<(String, String)>::new()))
+        .endpoint(emu.endpoint())
+        .build()
+        .unwrap();
+    assert!(sts.clock_skew().is_zero());
+    let kms = KmsClient::builder()
+        .transport_of(&sts)
+        .region(REGION)
+        .endpoint(emu.endpoint())
+        .build()
+        .unwrap();
+    kms.describe_key(&keys(), SERVICE).unwrap();
+    assert!(
+        sts.clock_skew() > time::Duration::minutes(19),
+        "{}",
+        sts.clock_skew()
+    );
 }
 
 #[test]
@@ -388,6 +410,17 @@ fn session_role_credentials_sign_kms_calls() {
         .build()
         .unwrap();
     assert!(v.validate(&t.username, t.token.expose()).is_ok());
+    // A KMS client on the session's STS transport settings (clock, skew,
+    // timeouts, CA, proxy), with its own pool.
+    let shared = KmsClient::builder()
+        .env(Env::from_pairs(Vec::<(String, String)>::new()))
+        .transport_of(session.client())
+        .region(REGION)
+        .endpoint(emu.endpoint())
+        .build()
+        .unwrap();
+    let keys = session.credentials_for("svc").unwrap().access_key();
+    assert!(shared.describe_key(&keys, SERVICE).is_ok());
     let role_key = session.credentials_for("svc").unwrap().access_key_id;
     let enc = emu
         .requests()

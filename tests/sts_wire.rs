@@ -2,180 +2,16 @@
 //! layouts, retries, timeouts and limits, against a tiny scripted HTTP
 //! responder on 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use common::responder::{reply, Responder, Step};
 
 use stslib::clock::ManualClock;
 use stslib::{AccessKey, AssumeRoleRequest, Error, GetSessionTokenRequest, Secret, StsClient};
-
-/// What the responder does with one request.
-enum Step {
-    /// Answer with this status, extra headers and body.
-    Reply {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-        keep_alive: bool,
-    },
-    /// Read the request, then say nothing for this long and close.
-    Hang(Duration),
-}
-
-fn reply(status: u16, body: &str) -> Step {
-    Step::Reply {
-        status,
-        headers: vec![("Content-Type", "text/xml".into())],
-        body: body.as_bytes().to_vec(),
-        keep_alive: false,
-    }
-}
-
-/// A captured request: the connection it came on, head and body.
-#[derive(Debug)]
-struct Captured {
-    conn: usize,
-    head: String,
-    body: String,
-}
-
-impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-struct Responder {
-    url: String,
-    handle: JoinHandle<Vec<Captured>>,
-}
-
-impl Responder {
-    /// Serves `steps` in order, then stops; gives up after 10 s.
-    fn start(steps: Vec<Step>) -> Self {
-        Self::start_for(steps, Duration::from_secs(10))
-    }
-
-    /// Serves `steps` in order, then stops; gives up after `patience`
-    /// (used to show that a step was *not* asked for).
-    fn start_for(steps: Vec<Step>, patience: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let handle = thread::spawn(move || {
-            let deadline = Instant::now() + patience;
-            let mut steps = steps.into_iter().peekable();
-            let mut captured = Vec::new();
-            let mut conn = 0;
-            while steps.peek().is_some() && Instant::now() < deadline {
-                let stream = match listener.accept() {
-                    Ok((s, _)) => s,
-                    Err(_) => {
-                        thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                serve_connection(stream, conn, &mut steps, &mut captured);
-                conn += 1;
-            }
-            captured
-        });
-        Responder { url, handle }
-    }
-
-    fn requests(self) -> Vec<Captured> {
-        self.handle.join().unwrap()
-    }
-}
-
-fn serve_connection(
-    mut stream: TcpStream,
-    conn: usize,
-    steps: &mut impl Iterator<Item = Step>,
-    captured: &mut Vec<Captured>,
-) {
-    loop {
-        let Some((head, body)) = read_request(&mut stream) else {
-            return;
-        };
-        captured.push(Captured { conn, head, body });
-        match steps.next() {
-            None => return,
-            Some(Step::Hang(d)) => {
-                thread::sleep(d);
-                return;
-            }
-            Some(Step::Reply {
-                status,
-                headers,
-                body,
-                keep_alive,
-            }) => {
-                let mut out = format!(
-                    "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\n",
-                    body.len()
-                );
-                for (k, v) in headers {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                if !keep_alive {
-                    out.push_str("Connection: close\r\n");
-                }
-                out.push_str("\r\n");
-                let mut bytes = out.into_bytes();
-                bytes.extend_from_slice(&body);
-                // The client may hang up early (size limit): ignore errors.
-                let _ = stream.write_all(&bytes);
-                let _ = stream.flush();
-                if !keep_alive {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((head, String::from_utf8(body).unwrap()))
-}
 
 fn user_keys() -> AccessKey {
     AccessKey {
@@ -526,7 +362,15 @@ fn timeout_is_a_transport_error() {
         }
         other => panic!("expected Transport, got {other}"),
     }
-    assert!(std::error::Error::source(&e).is_some());
+    // The cause is told once, by Display; ureq's error stays in the field.
+    assert!(std::error::Error::source(&e).is_none());
+    assert!(matches!(
+        &e,
+        Error::Transport {
+            source: Some(_),
+            ..
+        }
+    ));
     server.requests();
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::responder::{Responder, Step};
 use stslib::{AccessKey, Env, Error, Secret, StsClient};
 
 fn keys() -> AccessKey {
@@ -253,22 +254,10 @@ fn aws_ca_bundle_is_the_trust_root() {
     );
 }
 
-/// A server on 127.0.0.1 that reads one request, then answers with
-/// `respond` on the stream (which runs until the client goes away or
-/// `respond` returns).
-fn one_shot_server(respond: fn(&mut TcpStream)) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        respond(&mut stream);
-    });
-    format!("http://{addr}")
+/// A server on 127.0.0.1 that reads one request, then hands the stream to
+/// `respond` (which runs until the client goes away or it returns).
+fn one_shot_server(respond: fn(&mut TcpStream)) -> Responder {
+    Responder::start(vec![Step::Raw(respond)])
 }
 
 /// Times one GetCallerIdentity with a 300 ms timeout and no retry.
@@ -288,7 +277,7 @@ fn timed_call(endpoint: &str) -> (Duration, Error) {
 #[test]
 fn a_silent_server_fails_the_attempt_after_the_timeout() {
     let endpoint = one_shot_server(|_| std::thread::sleep(Duration::from_secs(10)));
-    let (took, e) = timed_call(&endpoint);
+    let (took, e) = timed_call(&endpoint.url);
     assert!(matches!(e, Error::Transport { .. }), "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
     assert!(took >= Duration::from_millis(300), "{took:?}");
@@ -311,7 +300,7 @@ fn a_trickling_server_is_cut_off_by_the_phase_budget() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    let (took, e) = timed_call(&endpoint);
+    let (took, e) = timed_call(&endpoint.url);
     assert!(matches!(e, Error::Transport { .. }), "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
     assert!(took >= Duration::from_millis(600), "{took:?}");

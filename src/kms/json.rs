@@ -60,6 +60,7 @@ impl Fields {
     }
 
     /// The object as a string map, when every member is a string.
+    #[cfg(any(test, feature = "emulator"))]
     pub(crate) fn string_map(&self) -> Option<BTreeMap<String, String>> {
         self.0
             .iter()

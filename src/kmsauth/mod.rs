@@ -10,13 +10,54 @@
 //!   window; with an LRU of validated tokens. One validator serves many
 //!   threads (`&self`).
 //!
-//! Both sign their KMS calls with a [`Session`](crate::Session)'s role
+//! Both sign their KMS calls with a [`Session`]'s role
 //! credentials (kept fresh by its refresher) or with any [`AccessKey`].
 //!
 //! Each refusal is an [`Error::InvalidToken`] whose `Display` is
 //! python-kmsauth's `TokenValidationError` message, word for word; the
 //! [`TokenRejection`] says which. The README's kmsauth section lists the
 //! deliberate divergences from python-kmsauth's quirks.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stslib::kmsauth::{TokenGenerator, TokenValidator, UserType};
+//! use stslib::{KmsClient, Session};
+//!
+//! let session = Session::builder().profile("alice").build()?;
+//! session.generate_session_token(Duration::from_secs(12 * 3600), Some("123456"))?;
+//! session.generate_credentials(&["svc-a", "confidant"])?;
+//!
+//! // Sender: one generator per key/from/to/context; `token()` reuses its token
+//! // while python-kmsauth would (until 3 minutes before not_after).
+//! let generator = TokenGenerator::builder("alias/authnz-production", "svc-a", "confidant-production")
+//!     .user_type(UserType::Service)   // v2 username `2/service/svc-a`
+//!     .lifetime(Duration::from_secs(10 * 60))
+//!     .context("env", "production")   // extra pairs agreed with the validator
+//!     .client(KmsClient::builder().region("us-east-1").build()?)
+//!     .session_role(&session, "svc-a")
+//!     .build()?;
+//! let t = generator.token()?;
+//! // send t.username and t.token.expose() (e.g. as basic-auth user and password)
+//!
+//! // Receiver: one validator for every thread (`&self`), LRU of 4096 tokens.
+//! let validator = TokenValidator::builder("confidant-production")
+//!     .service_key("alias/authnz-production")
+//!     .user_key("alias/authnz-users")
+//!     .scoped_key("arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab", "sandbox")
+//!     .context("env", "production")
+//!     .client(KmsClient::builder().region("us-east-1").build()?)
+//!     .session_role(&session, "confidant")
+//!     .build()?;
+//! match validator.validate(&t.username, t.token.expose()) {
+//!     Ok(ok) => println!("{} ({}) with {}", ok.from, ok.user_type, ok.key_alias),
+//!     // python-kmsauth's message, e.g. "Authentication error. General error."
+//!     Err(e @ stslib::Error::InvalidToken { .. }) => eprintln!("refused: {e}"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok::<(), stslib::Error>(())
+//! ```
 
 mod generator;
 mod lru;

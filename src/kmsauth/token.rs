@@ -347,4 +347,21 @@ mod tests {
         assert_eq!(decode_token(&t.replace('/', "_").replace('+', "-")), None);
         assert_eq!(decode_token(""), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,80}", b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse_username(&s);
+            let _ = parse_time(&s);
+            let _ = decode_token(&s);
+            let _ = parse_plaintext(&b);
+            let _ = parse_plaintext(s.as_bytes());
+        }
+
+        #[test]
+        fn times_round_trip(secs in 0i64..253_402_300_799) {
+            let t = OffsetDateTime::from_unix_timestamp(secs).unwrap();
+            proptest::prop_assert_eq!(parse_time(&format_time(t)), Some(t));
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub struct SessionBuilder {
     cache: Option<Cache>,
     refresh: bool,
     token_lifetime: Duration,
+    require_mfa: bool,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -58,6 +59,7 @@ impl fmt::Debug for SessionBuilder {
             .field("strict", &self.strict)
             .field("cache", &self.cache)
             .field("refresh", &self.refresh)
+            .field("require_mfa", &self.require_mfa)
             .finish_non_exhaustive()
     }
 }
@@ -179,10 +181,13 @@ impl SessionBuilder {
 
     /// A disk cache for the session token and role credentials, shared with
     /// other processes: a valid cached token is reused without asking for
-    /// MFA (taken under the cache's cross-process lock, so processes started
-    /// together ask once), cached role credentials are reused while more
-    /// than their refresh window remains, and everything obtained or
-    /// refreshed is stored. A cache that cannot be read is ignored; one that
+    /// MFA, cached role credentials are reused while more than their refresh
+    /// window remains, and everything obtained or refreshed is stored. The
+    /// MFA provider is asked before the cache's cross-process lock is taken;
+    /// under the lock the cache is checked again, so processes started
+    /// together make one GetSessionToken and one AssumeRole per role. A
+    /// cached token STS rejects is removed. A cache that cannot be read (or
+    /// is not trusted: see [`Cache`]) is ignored with a warning; one that
     /// cannot be written is logged and ignored. Use
     /// [`Cache::from_env`] for the default `~/.stslib/cache` (or
     /// `STSLIB_CACHE_DIR`). Defaults to none (nothing touches the disk).
@@ -205,6 +210,20 @@ impl SessionBuilder {
     /// `true`.
     pub fn refresh(mut self, refresh: bool) -> Self {
         self.refresh = refresh;
+        self
+    }
+
+    /// Whether finding no MFA device for the user is an error. The device
+    /// is looked for in the user profile's `mfa_serial`, then in the role
+    /// profiles sourced from it, then with IAM `ListMFADevices`; when all
+    /// come up empty (or IAM denies the lookup), a session token without MFA
+    /// would fail every MFA-protected role with a bare `AccessDenied`. With
+    /// `true` that is an [`Error::InvalidProfile`] naming where it looked;
+    /// with `false` a session without MFA is made (a denied lookup is
+    /// logged as a warning). Defaults to `false`; the `stslib` command sets
+    /// it unless `--no-mfa` is given.
+    pub fn require_mfa(mut self, require: bool) -> Self {
+        self.require_mfa = require;
         self
     }
 
@@ -256,6 +275,8 @@ impl SessionBuilder {
             refresh: self.refresh,
             default_token_lifetime: self.token_lifetime,
             mfa_serial: Mutex::new(None),
+            require_mfa: self.require_mfa,
+            token_state: Mutex::default(),
             refresher: Mutex::new(None),
         })
     }
@@ -276,6 +297,7 @@ impl SessionBuilder {
             cache: None,
             refresh: true,
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            require_mfa: false,
         }
     }
 }

@@ -47,13 +47,36 @@ impl Session {
         // Ask IAM. The user name comes from the caller identity's ARN.
         let client = &self.shared.client;
         let who = client.get_caller_identity(&self.shared.user)?;
-        match client.list_mfa_devices(&self.shared.user, who.user_name()) {
-            Ok(serials) => Ok(serials.into_iter().next()),
+        let iam = match client.list_mfa_devices(&self.shared.user, who.user_name()) {
+            Ok(serials) => match serials.into_iter().next() {
+                Some(serial) => return Ok(Some(serial)),
+                None => format!(
+                    "IAM lists no MFA device for user `{}`",
+                    who.user_name().unwrap_or(&who.arn)
+                ),
+            },
             Err(e) if e.code() == Some("AccessDenied") => {
-                log::warn!("ListMFADevices denied; continuing without MFA: {e}");
-                Ok(None)
+                format!("IAM ListMFADevices was denied ({e})")
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        let looked = format!(
+            "no MFA device found: profile `{}` has no mfa_serial, no role profile \
+             sourced from it names one, and {iam}",
+            self.shared.profile
+        );
+        if self.require_mfa {
+            return Err(Error::invalid_profile(
+                &self.shared.profile,
+                Some("mfa_serial"),
+                format!(
+                    "{looked}; set mfa_serial on `{}`, or allow a session without MFA \
+                     (`--no-mfa`, SessionBuilder::require_mfa(false))",
+                    self.shared.profile
+                ),
+            ));
         }
+        log::warn!("{looked}; the session token is made without MFA");
+        Ok(None)
     }
 }

@@ -5,6 +5,7 @@
 //! [`Shared`], the credentials themselves are in the [`Slot`](crate::slot::Slot).
 
 mod builder;
+mod cache_flow;
 mod mfa_serial;
 
 use std::collections::BTreeMap;
@@ -17,14 +18,13 @@ use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::limits;
 use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher, Shared};
-use crate::secret::Secret;
 use crate::slot::{CredentialSet, RoleSpec, Snapshot};
 use crate::sts::StsClient;
 
 pub use builder::SessionBuilder;
+pub use cache_flow::{TokenMiss, TokenOrigin};
 
 /// One IAM user's MFA session token and the role credentials assumed from
 /// it, kept fresh by one background thread.
@@ -45,6 +45,10 @@ pub struct Session {
     default_token_lifetime: Duration,
     /// Resolved once: `Some(None)` means "no MFA device".
     mfa_serial: Mutex<Option<Option<String>>>,
+    /// Whether finding no MFA device is an error.
+    require_mfa: bool,
+    /// Where the token came from and why a new one was needed.
+    token_state: Mutex<cache_flow::TokenState>,
     refresher: Mutex<Option<Refresher>>,
 }
 
@@ -101,64 +105,33 @@ impl Session {
         Ok(s)
     }
 
-    /// GetSessionToken with the user's keys, with MFA when the user has a
-    /// device (see [`mfa_serial`](Self::mfa_serial)). The code comes from
-    /// `mfa_code`, else from the MFA provider. `lifetime` is 15 min to 36 h,
-    /// exact seconds. The token replaces any earlier one; role credentials
-    /// already held are kept.
+    /// A session token for this user, with MFA when the user has a device
+    /// (see [`mfa_serial`](Self::mfa_serial)). With `mfa_code`, always a new
+    /// one from GetSessionToken. Without, a cached one is reused while it has
+    /// more than its own refresh window left (whatever `lifetime` is asked);
+    /// else a new one with a code from the MFA provider. `lifetime` is
+    /// 15 min to 36 h, exact seconds. The token replaces any earlier one;
+    /// role credentials already held are kept. See
+    /// [`token_origin`](Self::token_origin) for which it was.
+    ///
+    /// With a cache, the MFA provider is asked before the cache's lock is
+    /// taken (never while holding it); under the lock the cache is checked
+    /// again, so processes started together make one GetSessionToken.
     pub fn generate_session_token(
         &self,
         lifetime: Duration,
         mfa_code: Option<&str>,
     ) -> Result<Credentials> {
-        let secs = u32::try_from(lifetime.as_secs())
-            .ok()
-            .filter(|s| limits::SESSION_TOKEN_SECONDS.contains(s) && lifetime.subsec_nanos() == 0)
-            .ok_or_else(|| {
-                Error::invalid_input(
-                    "DurationSeconds",
-                    format!(
-                        "session token lifetime must be whole seconds from {} to {}, got {lifetime:?}",
-                        limits::SESSION_TOKEN_SECONDS.start(),
-                        limits::SESSION_TOKEN_SECONDS.end(),
-                    ),
-                )
-            })?;
+        if mfa_code.is_some() {
+            return self.renew_session_token(lifetime, mfa_code);
+        }
+        let secs = cache_flow::token_seconds(lifetime)?;
         let serial = self.mfa_serial()?;
-        // Processes sharing a cache ask for one token between them: the
-        // lock covers "load, or fetch and store".
-        let _guard = self.shared.cache.as_ref().and_then(|c| {
-            c.lock()
-                .map_err(|e| log::warn!("cache: cannot lock, going on without it: {e}"))
-                .ok()
-        });
-        if let Some(token) = self.cached_token(serial.as_deref(), lifetime) {
+        let window = |t: &Credentials| self.shared.policy.window(cache_flow::own_lifetime(t));
+        if let Some(token) = self.cached_token(serial.as_deref(), lifetime, window) {
             return Ok(token);
         }
-        let code = match (&serial, mfa_code) {
-            (None, _) => None,
-            (Some(_), Some(code)) => Some(Secret::new(code)),
-            (Some(serial), None) => match &self.shared.mfa_provider {
-                Some(provider) => Some(provider.code(serial)?),
-                None => {
-                    return Err(Error::invalid_input(
-                        "TokenCode",
-                        format!("an MFA code is needed for device `{serial}`"),
-                    ))
-                }
-            },
-        };
-        let token = self
-            .shared
-            .get_session_token(secs, serial.as_deref(), code)?;
-        self.shared.store_token(serial.as_deref(), &token);
-        self.shared.adopt_token(lifetime, &token);
-        log::info!(
-            "session token for `{}` obtained, expires {}",
-            self.shared.profile,
-            token.expiration_iso()
-        );
-        Ok(token)
+        self.new_token(lifetime, secs, serial.as_deref(), None, true)
     }
 
     /// AssumeRole for each profile with the session token's credentials,
@@ -180,36 +153,61 @@ impl Session {
             .collect::<Result<Vec<_>>>()?;
         // Cached role credentials with more than their refresh window left
         // need no session token at all.
-        let cached: Vec<Option<Credentials>> =
-            specs.iter().map(|s| self.shared.cached_role(s)).collect();
-        let missing: Vec<RoleSpec> = specs
+        let mut outcomes: Vec<Option<Result<Credentials>>> = specs
             .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(s, _)| s.clone())
+            .map(|s| self.shared.cached_role(s).map(Ok))
             .collect();
-        let token = if missing.is_empty() {
+        let token = if outcomes.iter().all(Option::is_some) {
             self.shared.valid_token()
         } else {
-            Some(self.token_for_roles()?)
+            // The token must outlast the refresh window of the roles it
+            // mints, whatever lifetime the caller asks for new tokens.
+            let margin = specs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .map(|(s, _)| {
+                    self.shared
+                        .policy
+                        .window(Duration::from_secs(u64::from(s.lifetime)))
+                })
+                .max()
+                .unwrap_or_default();
+            let token = self.token_for_roles(margin)?;
+            self.fetch_missing(&specs, &mut outcomes, &token);
+            let rejected = self.drop_rejected_token(&token, &mut outcomes);
+            if rejected.is_empty() {
+                Some(token)
+            } else {
+                // One more go with a new token (the cache may hold a newer
+                // one; the MFA provider may give a code). Without one, the
+                // roles keep STS's rejection as their outcome.
+                match self.token_for_roles(margin) {
+                    Ok(token) => {
+                        self.fetch_missing(&specs, &mut outcomes, &token);
+                        Some(token)
+                    }
+                    Err(e) => {
+                        log::warn!("no new session token after the rejection: {e}");
+                        for (i, e) in rejected {
+                            outcomes[i] = Some(Err(e));
+                        }
+                        None
+                    }
+                }
+            }
         };
-        let mut fetched = match &token {
-            Some(token) => refresher::assume_all(&self.shared, token, &missing),
-            None => Vec::new(),
-        }
-        .into_iter();
         let mut results: Vec<(String, Result<Credentials>)> = specs
             .iter()
-            .zip(cached)
-            .map(|(spec, hit)| match hit {
-                Some(c) => (spec.profile.clone(), Ok(c)),
-                None => {
-                    let (profile, r) = fetched.next().expect("one result per missing role");
-                    if let Ok(c) = &r {
-                        self.shared.store_role(spec, c);
-                    }
-                    (profile, r)
-                }
+            .zip(outcomes)
+            .map(|(spec, o)| {
+                let r = o.unwrap_or_else(|| {
+                    Err(Error::NoCredentials {
+                        profile: spec.profile.clone(),
+                        message: "no valid session token".into(),
+                    })
+                });
+                (spec.profile.clone(), r)
             })
             .collect();
         if self.strict {
@@ -254,46 +252,6 @@ impl Session {
         Ok(results.into_iter().collect())
     }
 
-    /// A valid session token for AssumeRole: the one held; else, with an
-    /// MFA provider, a cached or new one; else a cached one.
-    fn token_for_roles(&self) -> Result<Arc<Credentials>> {
-        if let Some(t) = self.shared.valid_token() {
-            return Ok(t);
-        }
-        let lifetime = self.token_lifetime();
-        if self.shared.mfa_provider.is_some() {
-            return self.generate_session_token(lifetime, None).map(Arc::new);
-        }
-        if self.shared.cache.is_some() {
-            let serial = self.mfa_serial()?;
-            if let Some(t) = self.cached_token(serial.as_deref(), lifetime) {
-                return Ok(Arc::new(t));
-            }
-        }
-        Err(Error::NoCredentials {
-            profile: self.shared.profile.clone(),
-            message: "no valid session token; call generate_session_token first".into(),
-        })
-    }
-
-    /// A cached session token for this user and `serial` that lasts more
-    /// than the refresh window of `lifetime`, made the session's token.
-    fn cached_token(&self, serial: Option<&str>, lifetime: Duration) -> Option<Credentials> {
-        let margin = self.shared.policy.window(lifetime);
-        let token = self
-            .shared
-            .cache
-            .as_ref()?
-            .load_token(&self.shared.profile, serial, margin)?;
-        log::info!(
-            "session token for `{}` reused from the cache, expires {}",
-            self.shared.profile,
-            token.expiration_iso()
-        );
-        self.shared.adopt_token(lifetime, &token);
-        Some(token)
-    }
-
     fn role_spec(&self, profile: &str) -> Result<RoleSpec> {
         let chain = self.files.chain(profile)?;
         if chain.roles.is_empty() {
@@ -333,8 +291,9 @@ impl Session {
 
     /// Role credentials that are valid now; expired ones are left out.
     /// Cheap: no lock is held across I/O and nothing waits on the network.
+    #[inline]
     pub fn current_credentials(&self) -> CredentialSet {
-        self.shared.slot.valid_at(self.shared.now_nanos())
+        self.shared.slot.valid_now(&self.shared.clock)
     }
 
     /// The latest role credentials, expired or not.
@@ -374,7 +333,7 @@ impl Session {
 
     /// The lifetime to ask for a session token the session gets by itself:
     /// the held token's, else the builder's.
-    fn token_lifetime(&self) -> Duration {
+    pub(super) fn token_lifetime(&self) -> Duration {
         let snap = self.shared.slot.get();
         match snap.token {
             Some(_) => snap.token_lifetime,

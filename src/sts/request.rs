@@ -4,7 +4,7 @@
 
 use std::ops::RangeInclusive;
 
-use crate::error::{Error, Result};
+use crate::error::{cap, Error, Result};
 use crate::limits;
 use crate::secret::Secret;
 
@@ -201,7 +201,10 @@ fn check_session_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "RoleSessionName",
-            format!("`{name}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }
@@ -246,7 +249,10 @@ fn check_role_arn(arn: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "RoleArn",
-            format!("`{arn}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)"),
+            format!(
+                "`{}` is not a role ARN (arn:aws:iam::123456789012:role/NAME)",
+                cap(arn)
+            ),
         ))
     }
 }
@@ -262,7 +268,10 @@ fn check_serial(serial: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "SerialNumber",
-            format!("`{serial}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial"),
+            format!(
+                "`{}` is neither an MFA ARN (arn:aws:iam::123456789012:mfa/NAME) nor a hardware serial",
+                cap(serial)
+            ),
         ))
     }
 }
@@ -284,7 +293,10 @@ pub(crate) fn check_user_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_input(
             "UserName",
-            format!("`{name}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -"),
+            format!(
+                "`{}` must be 1 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+                cap(name)
+            ),
         ))
     }
 }

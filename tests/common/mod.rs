@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod responder;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Once;
@@ -485,7 +487,13 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("stslib-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
+        // 0700 whatever the umask: the cache refuses a directory others
+        // can write to.
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).expect("create temp dir");
         TempDir(dir)
     }
 }

@@ -10,6 +10,11 @@ pub(crate) struct Global {
     pub(crate) region: Option<String>,
     pub(crate) endpoint: Option<String>,
     pub(crate) no_cache: bool,
+    /// A session token without MFA is meant (no MFA device is an error
+    /// otherwise).
+    pub(crate) no_mfa: bool,
+    /// `-v` count: 1 info, 2 debug, 3 trace (stslib's own logs only).
+    pub(crate) verbose: u8,
 }
 
 /// The command line, split into the command and its own arguments.
@@ -59,6 +64,11 @@ pub(crate) fn split_args(argv: impl IntoIterator<Item = String>) -> Result<Comma
             "-h" | "--help" => help = true,
             "-V" | "--version" => version = true,
             "--no-cache" => global.no_cache = true,
+            "--no-mfa" => global.no_mfa = true,
+            "--verbose" => global.verbose = global.verbose.saturating_add(1),
+            v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
+                global.verbose = global.verbose.saturating_add((v.len() - 1) as u8);
+            }
             _ if command.is_none() && !a.starts_with('-') => command = Some(a),
             _ => args.push(a),
         }

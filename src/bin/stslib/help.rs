@@ -20,8 +20,10 @@ Commands:
        -- COMMAND [ARGS...]
                            run COMMAND with the role's credentials (--server:
                            through a loopback endpoint kept fresh for hours)
-  session [--profile USER] [--lifetime D] [--mfa-code CODE]
+  session [--profile USER] [--lifetime D] [--mfa-code CODE|-] [--renew]
                            get and cache the session token ahead of time
+  list                     profiles and what the cache holds for each, time left
+  clear [--profile P]      delete cached sessions and roles (of P, or all)
   kmsauth generate|validate ...
                            python-kmsauth tokens (KMS Encrypt/Decrypt)
   help [command]           this text, or a command's
@@ -33,6 +35,12 @@ Global options:
                            profile endpoint_url, then the regional AWS endpoint)
   --no-cache               neither read nor write the disk cache
                            (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
+  --no-mfa                 a session token without MFA is meant (otherwise
+                           finding no MFA device for the user is an error)
+  -v, -vv, -vvv            more log lines on stderr (stslib's own: info, debug,
+                           trace); warnings are always shown. STSLIB_LOG=debug
+                           does the same; other crates only when named
+                           (STSLIB_LOG=ureq=debug; ureq's trace prints secrets)
   -h, --help               help
   -V, --version            print the version
 
@@ -95,11 +103,16 @@ that `credential_process = stslib credential-process --profile ROLE` works in
 ROLE is resolved to its source user through source_profile. Cached role
 credentials are reused while more than their refresh window remains; else a
 cached session token is reused, else one is obtained with GetSessionToken
-(the MFA code from --mfa-code, else asked on the terminal when there is one),
-under a cross-process lock so that processes started together ask once.
+(the MFA code from --mfa-code, else asked on the terminal when there is one).
+The code is asked for before the cross-process lock is taken; under the lock
+the cache is checked again, so processes started together make one
+GetSessionToken and one AssumeRole per role. Without a terminal, an error
+says whether there is no session, it expired or STS rejected it, and to run
+`stslib session --profile USER`.
 
   --profile ROLE      the role profile (default: AWS_PROFILE, else `default`)
-  --mfa-code CODE     the 6-digit MFA code
+  --mfa-code CODE     the 6-digit MFA code; `-` reads it from standard input
+                      (argv is readable by other users in /proc)
   --lifetime D        lifetime of a new session token: 900s to 36h (default 12h)
 ";
 
@@ -154,14 +167,20 @@ found). SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to it; Ctrl-C
 ";
 
 pub(crate) const SESSION_USAGE: &str = "\
-Usage: stslib session [--profile USER] [--lifetime DURATION] [--mfa-code CODE]
+Usage: stslib session [--profile USER] [--lifetime DURATION] [--mfa-code CODE|-] [--renew]
 
 Gets the session token for the IAM user profile USER (default: AWS_PROFILE,
 else `default`) and stores it in the cache, so later commands need no MFA code
-until it ends; a valid cached token is reused. Prints when it ends.
+until it ends. Without --mfa-code or --renew a cached token is reused while
+more than its own refresh window remains. Prints whether it was reused or is
+new, and when it ends.
 
   --lifetime D        900s to 36h, e.g. 45m, 12h, 1h30m (default 12h)
-  --mfa-code CODE     the 6-digit MFA code (asked on the terminal when missing)
+  --mfa-code CODE     the 6-digit MFA code: always makes a new session. `-`
+                      reads one line of standard input, the safe way for
+                      scripts (argv is readable by other users in /proc)
+  --renew             a new session even if one is cached (the code is asked
+                      on the terminal unless given)
 ";
 
 pub(crate) const KMSAUTH_USAGE: &str = "\

@@ -8,6 +8,8 @@ mod args;
 mod exec;
 mod help;
 mod kmsauth;
+mod lifecycle;
+mod logging;
 mod output;
 mod server;
 
@@ -43,6 +45,7 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         let _ = writeln!(out, "stslib {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
+    logging::init(cl.global.verbose, env.get(logging::LOG_ENV).as_deref());
     let command = cl.command.as_deref().unwrap_or("help");
     let usage = match command {
         "profiles" => PROFILES_USAGE,
@@ -51,6 +54,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => CREDENTIAL_PROCESS_USAGE,
         "export" => EXPORT_USAGE,
         "session" => SESSION_USAGE,
+        "list" => lifecycle::LIST_USAGE,
+        "clear" => lifecycle::CLEAR_USAGE,
         "exec" => EXEC_USAGE,
         "kmsauth" => KMSAUTH_USAGE,
         "help" => {
@@ -61,6 +66,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
                 Some("credential-process") => CREDENTIAL_PROCESS_USAGE,
                 Some("export") => EXPORT_USAGE,
                 Some("session") => SESSION_USAGE,
+                Some("list") => lifecycle::LIST_USAGE,
+                Some("clear") => lifecycle::CLEAR_USAGE,
                 Some("exec") => EXEC_USAGE,
                 Some("kmsauth") => KMSAUTH_USAGE,
                 _ => USAGE,
@@ -85,6 +92,8 @@ fn run(argv: impl IntoIterator<Item = String>, env: &stslib::Env, out: &mut dyn 
         "credential-process" => cmd_credential_process(&cl, env, out),
         "export" => cmd_export(&cl, env, out),
         "session" => cmd_session(&cl, env, out),
+        "list" => lifecycle::cmd_list(&cl, env, out),
+        "clear" => lifecycle::cmd_clear(&cl, env, out),
         "kmsauth" => kmsauth::cmd_kmsauth(&cl, env, out),
         "exec" => {
             let _ = out.flush();
@@ -216,7 +225,9 @@ fn cmd_credentials(
     let files = stslib::ProfileFiles::load(env)?;
     let user = common_source(&files, &roles)?;
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let outcomes = session.generate_credentials(&roles)?;
+    let outcomes = session
+        .generate_credentials(&roles)
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let ok: Vec<(&str, &stslib::Credentials)> = outcomes
         .iter()
         .filter_map(|(p, r)| r.as_ref().ok().map(|c| (p.as_str(), c)))
@@ -317,17 +328,14 @@ fn session_builder_for(
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
 ) -> Result<stslib::SessionBuilder, CmdError> {
-    let code = std::sync::Mutex::new(mfa_code.map(stslib::Secret::new));
     let mut b = stslib::Session::builder()
         .files(files)
         .env(env.clone())
         .profile(user)
         .refresh(false)
         .token_lifetime(lifetime)
-        .mfa_provider(move |serial| match lock(&code).take() {
-            Some(code) => Ok(code),
-            None => prompt_mfa(serial),
-        });
+        .require_mfa(!cl.global.no_mfa)
+        .mfa_provider(lifecycle::code_provider(mfa_code, prompt_mfa));
     if !cl.global.no_cache {
         b = b.cache(stslib::Cache::from_env(env)?);
     }
@@ -349,7 +357,8 @@ fn prompt_mfa(serial: &str) -> stslib::Result<stslib::Secret> {
         field: "TokenCode",
         message: format!(
             "an MFA code is needed for device `{serial}`: pass --mfa-code \
-                 (there is no terminal to ask on)"
+                 ({})",
+            lifecycle::NO_TERMINAL
         ),
     };
     if !std::io::stdin().is_terminal() {
@@ -389,7 +398,9 @@ fn one_role(
     let user = common_source(&files, &[&role])?;
     let region = role_region(cl, &files, &role);
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
-    let mut outcomes = session.generate_credentials(&[&role])?;
+    let mut outcomes = session
+        .generate_credentials(&[&role])
+        .map_err(|e| lifecycle::explain(&session, e, cl.global.no_cache))?;
     let credentials = outcomes
         .remove(&role)
         .unwrap_or_else(|| {
@@ -398,7 +409,7 @@ fn one_role(
                 message: "no outcome".into(),
             })
         })
-        .map_err(CmdError::Failed)?;
+        .map_err(|e| CmdError::Failed(lifecycle::explain(&session, e, cl.global.no_cache)))?;
     Ok((role, region, credentials))
 }
 
@@ -441,7 +452,11 @@ fn cmd_export(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
 
 /// Gets (or reuses) and caches the session token ahead of time.
 fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
-    let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code", "--lifetime"], &[])?;
+    let opts = Opts::parse(
+        &cl.args,
+        &["--profile", "--mfa-code", "--lifetime"],
+        &["--renew"],
+    )?;
     let lifetime = match opts.value("--lifetime") {
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
@@ -452,9 +467,19 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
         .map(str::to_owned)
         .unwrap_or_else(|| default_profile(env));
     let session = session_for(cl, env, files, &user, lifetime, None)?;
-    let token = session.generate_session_token(lifetime, opts.value("--mfa-code"))?;
+    // An explicit code always means a new session, as --renew does.
+    let code = lifecycle::explicit_code(opts.value("--mfa-code"))?;
+    let token = if code.is_some() || opts.flag("--renew") {
+        session.renew_session_token(lifetime, code.as_ref().map(stslib::Secret::expose))?
+    } else {
+        session.generate_session_token(lifetime, None)?
+    };
+    let how = match session.token_origin() {
+        Some(stslib::TokenOrigin::Cache) => "reused from the cache",
+        _ => "new",
+    };
     let text = format!(
-        "session token for `{user}` valid until {} ({} left){}\n",
+        "session token for `{user}` ({how}) valid until {} ({} left){}\n",
         token.expiration_iso(),
         token.humanized_remaining(),
         if cl.global.no_cache {

@@ -1,0 +1,200 @@
+//! kmsauth validations per second against the local emulator's KMS on
+//! loopback, versus the floor: the same Decrypt request built by hand with
+//! ureq + aws-sigv4 (their defaults, one reused agent), its JSON read with
+//! serde_json and the payload's two times read and compared, no stslib
+//! code.
+//!
+//! - miss: `TokenValidator::validate` of a token it has not seen (Decrypt,
+//!   key check against the cached DescribeKey, plaintext and time checks,
+//!   LRU insert) versus one floor Decrypt. Interleaved ABAB/BABA.
+//!   Target: p50 <= 1.10x floor.
+//! - warm: `validate` of a token already in the LRU (no network) versus the
+//!   same floor Decrypt. Target: p50 <= 0.01x floor (a hit must cost well
+//!   under a hundredth of a round trip).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use stslib::emulator::Emulator;
+use stslib::kmsauth::{Token, TokenGenerator, TokenValidator};
+use stslib::{AccessKey, Env, KmsClient, Secret};
+
+use common::{dist, pick, time_once, Stats};
+
+const REGION: &str = "us-east-1";
+const ALIAS: &str = "alias/bench";
+
+fn main() {
+    common::header(
+        "kmsauth",
+        "TokenValidator::validate (LRU miss / warm) vs hand-built Decrypt with ureq+aws-sigv4+serde_json, loopback emulator",
+    );
+    let emu = Emulator::builder()
+        .user(common::USER, common::KEY_ID, common::SECRET)
+        .kms_key(REGION, [ALIAS])
+        .start()
+        .expect("emulator");
+    let keys = AccessKey {
+        access_key_id: common::KEY_ID.into(),
+        secret_access_key: Secret::new(common::SECRET),
+        session_token: None,
+    };
+    let client = || {
+        KmsClient::builder()
+            .env(Env::from_pairs::<String, String>([]))
+            .region(REGION)
+            .endpoint(emu.endpoint())
+            .build()
+            .expect("client")
+    };
+    let generator = TokenGenerator::builder(ALIAS, "svc-a", "svc-b")
+        .client(client())
+        .access_key(keys.clone())
+        .build()
+        .expect("generator");
+    let rounds = pick(2000, 100);
+    let warmup = pick(50, 5);
+    let tokens: Vec<Token> = (0..rounds + warmup)
+        .map(|_| generator.generate().expect("token"))
+        .collect();
+    let validator = TokenValidator::builder("svc-b")
+        .client(client())
+        .access_key(keys)
+        .service_key(ALIAS)
+        .cache_size(rounds + warmup + 1)
+        .build()
+        .expect("validator");
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let host = emu.endpoint().trim_start_matches("http://").to_owned();
+    let floor_once = |token: &Token| {
+        let r = floor_decrypt(&agent, &host, &token.username, token.token.expose());
+        black_box(r);
+    };
+
+    let mut next = 0;
+    for t in &tokens[..warmup] {
+        validator
+            .validate(&t.username, t.token.expose())
+            .expect("valid");
+        floor_once(t);
+        next += 1;
+    }
+    let mut miss = Vec::with_capacity(rounds);
+    let mut base = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let t = &tokens[next + i];
+        let lib = || {
+            black_box(
+                validator
+                    .validate(&t.username, t.token.expose())
+                    .expect("valid"),
+            );
+        };
+        if i % 2 == 0 {
+            miss.push(time_once(lib).0);
+            base.push(time_once(|| floor_once(t)).0);
+        } else {
+            base.push(time_once(|| floor_once(t)).0);
+            miss.push(time_once(lib).0);
+        }
+    }
+    // Warm: the tokens just validated are all in the LRU.
+    let hot = &tokens[next];
+    let warm = common::per_call(pick(200, 20), pick(1000, 100), || {
+        black_box(
+            validator
+                .validate(&hot.username, hot.token.expose())
+                .expect("valid"),
+        );
+    });
+    let (miss, base, warm) = (Stats::new(miss), Stats::new(base), Stats::new(warm));
+    dist("stslib validate, LRU miss", &miss);
+    dist("stslib validate, LRU hit", &warm);
+    dist("floor Decrypt ureq+aws-sigv4+serde_json", &base);
+    let per_sec = |s: &Stats| 1e9 / s.p50();
+    common::context(&format!(
+        "validations/s at p50: miss {:.0}, warm {:.0}; floor Decrypts/s {:.0}",
+        per_sec(&miss),
+        per_sec(&warm),
+        per_sec(&base)
+    ));
+    let miss_ratio = miss.p50() / base.p50();
+    let warm_ratio = warm.p50() / base.p50();
+    common::target(
+        "miss p50 <= 1.10x floor",
+        miss_ratio <= 1.10,
+        &format!("{miss_ratio:.3}x"),
+    );
+    common::target(
+        "warm p50 <= 0.01x floor",
+        warm_ratio <= 0.01,
+        &format!("{warm_ratio:.5}x"),
+    );
+    emu.stop();
+    common::summary("kmsauth_miss", miss.p50(), miss_ratio, "floor Decrypt p50");
+}
+
+/// One Decrypt built from the libraries alone, with their defaults: the
+/// body by serde_json, SigV4 by aws-sigv4, sent by ureq; then the payload's
+/// times read and checked as a validator must.
+fn floor_decrypt(agent: &ureq::Agent, host: &str, username: &str, token: &str) -> bool {
+    let from = username.rsplit('/').next().unwrap_or(username);
+    let mut ctx = BTreeMap::new();
+    ctx.insert("to", "svc-b");
+    ctx.insert("from", from);
+    ctx.insert("user_type", "service");
+    let body = serde_json::json!({"CiphertextBlob": token, "EncryptionContext": ctx}).to_string();
+    let identity =
+        aws_credential_types::Credentials::new(common::KEY_ID, common::SECRET, None, None, "floor")
+            .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("kms")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let headers = [
+        ("host", host),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "TrentService.Decrypt"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        "/",
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut req = agent.post(format!("http://{host}/"));
+    for (name, value) in &headers[1..] {
+        req = req.header(*name, *value);
+    }
+    for (name, value) in instructions.headers() {
+        req = req.header(name, value);
+    }
+    let mut resp = req.send(body.as_bytes()).expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: serde_json::Value = serde_json::from_reader(resp.body_mut().as_reader()).expect("json");
+    let plain = aws_smithy_types::base64::decode(v["Plaintext"].as_str().expect("Plaintext"))
+        .expect("base64");
+    let payload: serde_json::Value = serde_json::from_slice(&plain).expect("payload");
+    let (nb, na) = (
+        payload["not_before"].as_str().expect("not_before"),
+        payload["not_after"].as_str().expect("not_after"),
+    );
+    !v["KeyId"].as_str().unwrap_or_default().is_empty() && nb < na
+}
