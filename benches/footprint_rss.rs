@@ -4,7 +4,7 @@
 //!
 //! The binary is `$STSLIB_BIN` when set (benches/footprint.sh points it at
 //! the size-tuned release build), else the one cargo built for this bench.
-//! `stslib --no-cache credential-process --profile r0` does the whole
+//! `stslib --no-cache --no-mfa credential-process --profile r0` does the whole
 //! work each run (GetSessionToken, then AssumeRole, no cache hit).
 
 #[path = "common/mod.rs"]
@@ -78,6 +78,7 @@ fn main() {
     ]));
     let creds = Spread::of(measure(&[
         "--no-cache",
+        "--no-mfa",
         "--endpoint",
         &endpoint,
         "credential-process",
@@ -92,7 +93,7 @@ fn main() {
     ));
     common::context(&format!("stslib whoami --profile alice: {whoami} KiB"));
     common::context(&format!(
-        "stslib --no-cache credential-process --profile r0: {creds} KiB"
+        "stslib --no-cache --no-mfa credential-process --profile r0: {creds} KiB"
     ));
     common::summary_with(
         "footprint_rss",
