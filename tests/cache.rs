@@ -895,6 +895,159 @@ mod sessions {
         assert!(cache.load_token(USER, Some(MFA), Duration::ZERO).is_some());
     }
 
+    /// Item 6: the cache's lock is not held while STS is called: a server
+    /// that checks it while answering finds it free, and finds the
+    /// in-flight record naming this process.
+    #[test]
+    fn the_lock_is_free_while_sts_answers() {
+        use common::responder::{Responder, Step};
+        use std::sync::OnceLock;
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
+        static SEEN: std::sync::Mutex<Option<(bool, String)>> = std::sync::Mutex::new(None);
+        fn respond(stream: &mut std::net::TcpStream) {
+            use std::io::Write as _;
+            let dir = DIR.get().unwrap();
+            let free = Cache::new(dir).try_lock().unwrap().is_some();
+            let pending = fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("pending-token-")
+                        .then(|| fs::read_to_string(e.path()).unwrap())
+                })
+                .collect::<String>();
+            *SEEN.lock().unwrap() = Some((free, pending));
+            let expiration = (OffsetDateTime::now_utc() + time::Duration::hours(1))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            let body = format!(
+                "<GetSessionTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <GetSessionTokenResult><Credentials><AccessKeyId>ASIAFROMRESPONDER01</AccessKeyId>\
+                 <SecretAccessKey>responderSecret</SecretAccessKey><SessionToken>responderToken</SessionToken>\
+                 <Expiration>{expiration}</Expiration></Credentials></GetSessionTokenResult>\
+                 <ResponseMetadata><RequestId>rid</RequestId></ResponseMetadata></GetSessionTokenResponse>"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        let tmp = TempDir::new("free-during-call");
+        let dir = tmp.path().join("c");
+        DIR.set(dir.clone()).unwrap();
+        let cache = Cache::new(&dir);
+        let server = Responder::start(vec![Step::Raw(respond)]);
+        let session = Session::builder()
+            .env(Env::from_pairs([(
+                "AWS_ENDPOINT_URL_IAM",
+                server.url.clone(),
+            )]))
+            .files(files(""))
+            .profile("alice")
+            .endpoint(server.url.clone())
+            .refresh(false)
+            .cache(cache.clone())
+            .mfa_provider(|_| Ok(Secret::new(CODE)))
+            .build()
+            .unwrap();
+        let token = session
+            .generate_session_token(Duration::from_secs(3600), None)
+            .unwrap();
+        assert_eq!(token.access_key_id, "ASIAFROMRESPONDER01");
+        let (free, pending) = SEEN.lock().unwrap().take().expect("STS was called");
+        assert!(free, "the lock was held across the STS call");
+        assert!(
+            pending.starts_with(&format!("pid={}\nsince=", std::process::id())),
+            "{pending:?}"
+        );
+        // Done: the record is gone, the token is stored.
+        assert!(!names(&dir).iter().any(|n| n.starts_with("pending-")));
+        assert!(cache.load_token(USER, Some(MFA), Duration::ZERO).is_some());
+    }
+
+    /// Item 6: another process's in-flight fetch is waited for (its result
+    /// is used, no second call); a record left by a dead process is not.
+    #[test]
+    fn another_processes_fetch_is_waited_for_unless_it_died() {
+        common::init_logger();
+        let emu = emulator(time::Duration::ZERO);
+        let tmp = TempDir::new("in-flight");
+        let cache = Cache::new(tmp.path().join("c")).lock_wait(Duration::from_secs(60));
+        let token_path = cache.token_path(USER, Some(MFA));
+        let pending = token_path.with_file_name(format!(
+            "pending-{}",
+            token_path.file_name().unwrap().to_str().unwrap()
+        ));
+        let since = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let record = |pid: u32| {
+            fs::create_dir_all(tmp.path().join("c")).unwrap();
+            chmod(&tmp.path().join("c"), 0o700);
+            fs::write(&pending, format!("pid={pid}\nsince={since}\n")).unwrap();
+            chmod(&pending, 0o600);
+        };
+        let run = |cache: Cache| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (files, endpoint) = (files(""), emu.endpoint());
+            std::thread::spawn(move || {
+                let session = Session::builder()
+                    .env(Env::from_pairs([(
+                        "AWS_ENDPOINT_URL_IAM",
+                        endpoint.clone(),
+                    )]))
+                    .files(files)
+                    .profile("alice")
+                    .endpoint(endpoint)
+                    .refresh(false)
+                    .cache(cache)
+                    .mfa_provider(|_| Ok(Secret::new(CODE)))
+                    .build()
+                    .unwrap();
+                let _ = tx.send(
+                    session
+                        .generate_session_token(Duration::from_secs(3600), None)
+                        .map(|t| (t, session.token_origin())),
+                );
+            });
+            rx
+        };
+
+        // A live process (a child that sleeps) is fetching: its token lands
+        // in the cache while this one waits, and is used.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        record(child.id());
+        let rx = run(cache.clone());
+        std::thread::sleep(Duration::from_millis(200));
+        let theirs = creds(time::Duration::hours(10));
+        cache.store_token(USER, Some(MFA), &theirs, ZERO).unwrap();
+        let (got, origin) = rx.recv_timeout(Duration::from_secs(20)).unwrap().unwrap();
+        assert_eq!(got, theirs);
+        assert_eq!(origin, Some(TokenOrigin::Cache));
+        assert_eq!(emu.request_count(Action::GetSessionToken), 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        // The same record of a process that is gone: not waited for (the
+        // wait would be 60 s), fetched here at once.
+        cache.remove_token(USER, Some(MFA)).unwrap();
+        record(child.id());
+        let rx = run(cache.clone());
+        let (got, origin) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("waited on a dead process's record")
+            .unwrap();
+        assert_eq!(origin, Some(TokenOrigin::Sts));
+        assert_ne!(got, theirs);
+        assert_eq!(emu.request_count(Action::GetSessionToken), 1);
+        assert!(!pending.exists() || fs::read_to_string(&pending).unwrap().is_empty());
+    }
+
     /// Item 3: a cached token STS rejects is dropped from the cache and,
     /// with a code at hand, replaced in the same call.
     #[test]

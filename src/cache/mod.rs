@@ -64,8 +64,17 @@
 //! syncs it, and renames it over the entry, so readers see the old entry or
 //! the new one, never a partial file; the temporary file is removed on any
 //! error, and temporary files of writers that died are swept by later
-//! stores. Processes that must not all call STS at once take
-//! [`Cache::lock_within`] around "check again, or fetch and store".
+//! stores.
+//!
+//! Processes that must not all call STS at once (a session does this for
+//! its token and its roles) take the lock only briefly, to look again and,
+//! when the entry is still missing, write an in-flight record
+//! `pending-<entry name>` (process id and since when). The STS call is made
+//! without the lock; other processes that find the record wait (with a
+//! bound) for the entry to appear instead of calling STS too. A record of a
+//! process that is gone, or older than the wait limit, is ignored. No lock
+//! is ever held while a person is asked for an MFA code or while the
+//! network is waited on.
 
 mod entry;
 mod store;
@@ -83,7 +92,8 @@ use crate::error::{Error, Result};
 use crate::location::{expand_tilde, home_dir, Platform};
 
 use self::entry::{accept, decode, encode, file_name, Key};
-use self::store::{io_error, Holder};
+use self::store::io_error;
+pub(crate) use self::store::Holder;
 
 /// The environment variable that overrides the cache directory.
 pub const CACHE_DIR_ENV: &str = "STSLIB_CACHE_DIR";
@@ -190,9 +200,10 @@ impl CacheEntry {
 /// if let Some(hit) = cache.load_token(alice, serial, margin) {
 ///     println!("cached token until {}", hit.credentials.expiration_iso());
 /// } else {
-///     // Ask for the MFA code first (never while holding the lock) ...
+///     // Ask for the MFA code first (never while holding the lock), then
+///     // GetSessionToken and cache.store_token(...). A Session built with
+///     // this cache does all of that, once among processes.
 ///     let _guard = cache.lock_within(Duration::from_secs(30))?;
-///     // ... check again, else GetSessionToken and cache.store_token(...)
 /// }
 /// # Ok::<(), stslib::Error>(())
 /// ```
@@ -257,11 +268,11 @@ impl Cache {
         }
     }
 
-    /// How long a session waits for another process's lock before going on
-    /// without it (with a warning naming the holder). A holder keeps the
-    /// lock only around one STS call, never while asking for an MFA code.
-    /// Defaults to 40 s: a little more than three attempts at the STS
-    /// client's default 10 s timeout.
+    /// How long a session waits for another process before going on
+    /// without it (with a warning naming the process and since when): for
+    /// the lock (held only for a look at the directory), and for an entry
+    /// another process is fetching from STS. Defaults to 40 s: a little more
+    /// than three attempts at the STS client's default 10 s timeout.
     pub fn lock_wait(mut self, wait: StdDuration) -> Self {
         self.lock_wait = wait;
         self
@@ -270,6 +281,34 @@ impl Cache {
     /// Takes the lock, waiting at most [`lock_wait`](Self::lock_wait).
     pub(crate) fn lock_bounded(&self) -> Result<CacheLock> {
         self.lock_within(self.lock_wait)
+    }
+
+    /// The configured wait (see [`lock_wait`](Self::lock_wait)).
+    pub(crate) fn wait_limit(&self) -> StdDuration {
+        self.lock_wait
+    }
+
+    /// Who is fetching `entry` (a token or role path) now, by its in-flight
+    /// record, when that process may still run and the record is younger
+    /// than the wait limit; else `None` (free to claim). Called under the
+    /// lock.
+    pub(crate) fn fetching(&self, entry: &Path, now: OffsetDateTime) -> Option<Holder> {
+        let h = store::read_pending(&pending_path(entry))?;
+        let young = now - h.since < time::Duration::try_from(self.lock_wait).ok()?;
+        (young && store::process_alive(h.pid)).then_some(h)
+    }
+
+    /// Records that this process fetches `entry` now (under the lock).
+    pub(crate) fn claim(&self, entry: &Path, now: OffsetDateTime) -> Result<()> {
+        store::write_pending(&self.dir, &pending_path(entry), now)
+    }
+
+    /// Removes this process's in-flight record for `entry`.
+    pub(crate) fn unclaim(&self, entry: &Path) {
+        let path = pending_path(entry);
+        if store::read_pending(&path).is_some_and(|h| h.pid == std::process::id()) {
+            let _ = store::remove(&path);
+        }
     }
 
     /// `user`'s token entry for `mfa_serial` whatever its expiry (to tell
@@ -678,6 +717,20 @@ impl Cache {
         );
         Ok(())
     }
+}
+
+/// The in-flight record of `entry`: `pending-<entry file name>`.
+fn pending_path(entry: &Path) -> PathBuf {
+    let name = entry
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    entry.with_file_name(format!("{}{name}", store::PENDING_PREFIX))
+}
+
+/// "pid 123 (since 10:00:01Z, 41 s ago)", for messages.
+pub(crate) fn describe_holder_now(h: &Holder) -> String {
+    describe_holder(h, OffsetDateTime::now_utc())
 }
 
 fn token_key<'a>(user: CacheUser<'a>, mfa_serial: Option<&'a str>) -> Key<'a> {

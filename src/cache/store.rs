@@ -29,6 +29,9 @@ pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 const TEMP_MAX_AGE: StdDuration = StdDuration::from_secs(10 * 60);
 /// How old a dead process's temporary file must be before it is removed.
 const TEMP_DEAD_GRACE: StdDuration = StdDuration::from_secs(2);
+/// In-flight records start with this: `pending-<entry name>` says which
+/// process is fetching that entry now, and since when.
+pub(crate) const PENDING_PREFIX: &str = "pending-";
 /// The lock file's name in the cache directory.
 pub(crate) const LOCK_FILE: &str = "lock";
 
@@ -332,6 +335,25 @@ pub(crate) struct Holder {
     pub(crate) since: OffsetDateTime,
 }
 
+/// The in-flight record `path`, if it reads as one (a trusted file).
+pub(crate) fn read_pending(path: &Path) -> Option<Holder> {
+    let text = read_entry(path).ok()??;
+    parse_holder(&text)
+}
+
+/// Records (atomically) that this process is fetching an entry now.
+pub(crate) fn write_pending(dir: &Path, path: &Path, now: OffsetDateTime) -> Result<()> {
+    let since = now.format(&Rfc3339).unwrap_or_default();
+    let text = format!("pid={}\nsince={since}\n", std::process::id());
+    write_atomic(dir, path, text.as_bytes())
+}
+
+/// True when process `pid` may still be running (always, where that
+/// cannot be told).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || !process_gone(pid)
+}
+
 /// Records this process as the holder in the (locked) lock file.
 pub(crate) fn write_holder(file: &File, now: OffsetDateTime) {
     let since = now.format(&Rfc3339).unwrap_or_default();
@@ -357,6 +379,11 @@ pub(crate) fn read_holder(file: &File) -> Option<Holder> {
     let mut text = String::new();
     f.seek(SeekFrom::Start(0)).ok()?;
     f.take(256).read_to_string(&mut text).ok()?;
+    parse_holder(&text)
+}
+
+/// `pid=N` and `since=TIME` lines.
+fn parse_holder(text: &str) -> Option<Holder> {
     let mut pid = None;
     let mut since = None;
     for line in text.lines() {
@@ -389,10 +416,14 @@ pub(crate) fn sweep_temps(dir: &Path, now: SystemTime) -> usize {
     let mut removed = 0;
     for item in read.flatten() {
         let name = item.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+        let name = name.to_str().unwrap_or_default();
+        let pid: Option<u32> = if let Some(rest) = name.strip_prefix(TEMP_PREFIX) {
+            rest.split('-').next().and_then(|p| p.parse().ok())
+        } else if name.starts_with(PENDING_PREFIX) {
+            read_pending(&item.path()).map(|h| h.pid)
+        } else {
             continue;
         };
-        let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
         let mine = pid == Some(std::process::id());
         let dead = pid.is_some_and(|p| !mine && process_gone(p));
         let age = item

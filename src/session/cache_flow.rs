@@ -5,7 +5,10 @@
 //! - ask for the MFA code (which may prompt a person) *before* taking the
 //!   lock, never while holding it;
 //! - take the lock with a bounded wait, look again (another process may
-//!   have done the work meanwhile), and only then call STS and store;
+//!   have done the work meanwhile) and, when still missing, record the
+//!   fetch as this process's (`pending-<entry>`), then let go of the lock;
+//! - call STS without the lock and store; a process that finds another's
+//!   record waits (bounded) for the entry instead of calling STS too;
 //! - a cached token STS rejects is removed (if the entry still holds it)
 //!   and, with a code source at hand, replaced in the same call.
 
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::cache::CacheLock;
+use crate::cache::{CacheLock, Holder};
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::refresher;
@@ -182,18 +185,49 @@ impl Session {
                 }
             },
         };
-        let _guard = self.cache_lock();
-        if recheck {
+        // Whose turn: another process may be getting this very token (then
+        // wait for it to land in the cache) or may have stored one already.
+        let path = self
+            .shared
+            .cache
+            .as_ref()
+            .map(|c| c.token_path(self.shared.cache_user(), serial));
+        let mut claimed = false;
+        if let (Some(path), true) = (&path, recheck) {
             let window = |t: &Credentials| self.shared.policy.window(own_lifetime(t));
-            if let Some(token) = self.cached_token(serial, lifetime, window) {
-                log::info!(
-                    "another process stored a session token meanwhile; the MFA code was not used"
-                );
-                return Ok(token);
+            let mut found = None;
+            let paths = std::slice::from_ref(path);
+            let mut waited = Waiting::new(self.shared.cache.as_ref());
+            loop {
+                let turns = self.take_turns(paths, &[0], &mut |_| {
+                    found = self.cached_token(serial, lifetime, window);
+                    found.is_some()
+                });
+                if let Some(token) = found.take() {
+                    log::info!(
+                        "another process stored a session token meanwhile; the MFA code was not used"
+                    );
+                    return Ok(token);
+                }
+                if !turns.mine.is_empty() {
+                    claimed = !turns.claimed.is_empty();
+                    break;
+                }
+                if !waited.pause("the session token", &turns.others) {
+                    break;
+                }
             }
         }
-        let token = self.shared.get_session_token(secs, serial, code)?;
-        self.shared.store_token(serial, &token);
+        let result = self.shared.get_session_token(secs, serial, code);
+        if let (Some(cache), Some(path), true) = (&self.shared.cache, &path, claimed) {
+            if let Ok(token) = &result {
+                self.shared.store_token(serial, token);
+            }
+            cache.unclaim(path);
+        } else if let Ok(token) = &result {
+            self.shared.store_token(serial, token);
+        }
+        let token = result?;
         self.shared.adopt_token(lifetime, &token);
         lock(&self.token_state).origin = Some(TokenOrigin::Sts);
         log::info!(
@@ -204,34 +238,115 @@ impl Session {
         Ok(token)
     }
 
-    /// AssumeRole for the specs whose outcome is still `None`, under the
-    /// cache's lock, after looking in the cache once more: N processes
-    /// started together make one AssumeRole per role. Stores what it gets.
+    /// AssumeRole for the specs whose outcome is still `None`, once among
+    /// processes: under the lock (held only for that), each role is looked
+    /// up in the cache again, and the ones no other process is fetching are
+    /// claimed; those are fetched (without the lock) and stored, then the
+    /// ones others fetch are waited for, with a bound. N processes started
+    /// together make one AssumeRole per role.
     pub(super) fn fetch_missing(
         &self,
         specs: &[RoleSpec],
         outcomes: &mut [Option<Result<Credentials>>],
         token: &Credentials,
     ) {
-        let _guard = self.cache_lock();
-        let mut missing = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
-            if outcomes[i].is_some() {
+        let paths: Vec<std::path::PathBuf> = match &self.shared.cache {
+            Some(cache) => specs
+                .iter()
+                .map(|s| cache.role_path(self.shared.cache_user(), &s.profile, &s.role_arn))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut todo: Vec<usize> = (0..specs.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        let mut waited = Waiting::new(self.shared.cache.as_ref());
+        while !todo.is_empty() {
+            let turns = if paths.is_empty() {
+                Turns {
+                    mine: std::mem::take(&mut todo),
+                    ..Turns::default()
+                }
+            } else {
+                self.take_turns(
+                    &paths,
+                    &todo,
+                    &mut |i| match self.shared.cached_role(&specs[i]) {
+                        Some(c) => {
+                            outcomes[i] = Some(Ok(c));
+                            true
+                        }
+                        None => false,
+                    },
+                )
+            };
+            let batch: Vec<RoleSpec> = turns.mine.iter().map(|&i| specs[i].clone()).collect();
+            let fetched = refresher::assume_all(&self.shared, token, &batch);
+            for (&i, (_, r)) in turns.mine.iter().zip(fetched) {
+                if let Ok(c) = &r {
+                    self.shared.store_role(&specs[i], c);
+                }
+                outcomes[i] = Some(r);
+            }
+            if let Some(cache) = &self.shared.cache {
+                for &i in &turns.claimed {
+                    cache.unclaim(&paths[i]);
+                }
+            }
+            todo = turns.others.iter().map(|(i, _)| *i).collect();
+            if !todo.is_empty() && !waited.pause("role credentials", &turns.others) {
+                // Waited long enough: fetch them here, unclaimed.
+                let batch: Vec<RoleSpec> = todo.iter().map(|&i| specs[i].clone()).collect();
+                let fetched = refresher::assume_all(&self.shared, token, &batch);
+                for (&i, (_, r)) in todo.iter().zip(fetched) {
+                    if let Ok(c) = &r {
+                        self.shared.store_role(&specs[i], c);
+                    }
+                    outcomes[i] = Some(r);
+                }
+                break;
+            }
+        }
+    }
+
+    /// One round of "whose turn is it": under the cache's lock, held only
+    /// for this (no prompt, no network), drops the entries `done` finds
+    /// cached now, claims for this process the ones nobody is fetching, and
+    /// names who fetches the rest. Without the lock (it cannot be had) every
+    /// entry is this process's, unclaimed.
+    fn take_turns(
+        &self,
+        paths: &[std::path::PathBuf],
+        todo: &[usize],
+        done: &mut dyn FnMut(usize) -> bool,
+    ) -> Turns {
+        let mut turns = Turns::default();
+        let Some(cache) = &self.shared.cache else {
+            turns.mine = todo.to_vec();
+            return turns;
+        };
+        let guard = self.cache_lock();
+        let now = OffsetDateTime::now_utc();
+        for &i in todo {
+            if done(i) {
                 continue;
             }
-            match self.shared.cached_role(spec) {
-                Some(c) => outcomes[i] = Some(Ok(c)),
-                None => missing.push(i),
+            if guard.is_none() {
+                turns.mine.push(i);
+                continue;
+            }
+            match cache.fetching(&paths[i], now) {
+                Some(holder) => turns.others.push((i, holder)),
+                None => {
+                    turns.mine.push(i);
+                    match cache.claim(&paths[i], now) {
+                        Ok(()) => turns.claimed.push(i),
+                        Err(e) => log::debug!("cache: cannot record the fetch: {e}"),
+                    }
+                }
             }
         }
-        let todo: Vec<RoleSpec> = missing.iter().map(|&i| specs[i].clone()).collect();
-        let fetched = refresher::assume_all(&self.shared, token, &todo);
-        for (&i, (_, r)) in missing.iter().zip(fetched) {
-            if let Ok(c) = &r {
-                self.shared.store_role(&specs[i], c);
-            }
-            outcomes[i] = Some(r);
-        }
+        turns
     }
 
     /// When STS rejected `token` for some role, the outcomes so rejected
@@ -351,4 +466,52 @@ pub(super) fn own_lifetime(t: &Credentials) -> Duration {
     (t.expiration - t.start_time)
         .try_into()
         .unwrap_or(Duration::ZERO)
+}
+
+/// The outcome of [`Session::take_turns`].
+#[derive(Default)]
+struct Turns {
+    /// Entries this process fetches now.
+    mine: Vec<usize>,
+    /// Those of `mine` it recorded as in flight (to unrecord after).
+    claimed: Vec<usize>,
+    /// Entries another process is fetching, and who.
+    others: Vec<(usize, Holder)>,
+}
+
+/// A bounded wait for other processes' fetches.
+struct Waiting {
+    deadline: Option<std::time::Instant>,
+    pause: Duration,
+}
+
+impl Waiting {
+    fn new(cache: Option<&crate::cache::Cache>) -> Self {
+        Waiting {
+            deadline: cache.map(|c| std::time::Instant::now() + c.wait_limit()),
+            pause: Duration::from_millis(20),
+        }
+    }
+
+    /// Sleeps a little before the next look; false (with a warning naming
+    /// who fetches `what`, and since when) once the wait is over.
+    fn pause(&mut self, what: &str, others: &[(usize, Holder)]) -> bool {
+        let now = std::time::Instant::now();
+        match self.deadline {
+            Some(deadline) if now < deadline => {
+                std::thread::sleep(self.pause.min(deadline - now));
+                self.pause = (self.pause * 2).min(Duration::from_millis(250));
+                true
+            }
+            _ => {
+                if let Some((_, h)) = others.first() {
+                    log::warn!(
+                        "cache: {what} still being fetched by {}; going on without waiting",
+                        crate::cache::describe_holder_now(h)
+                    );
+                }
+                false
+            }
+        }
+    }
 }

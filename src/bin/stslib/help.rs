@@ -30,9 +30,12 @@ Commands:
 
 Global options:
   --region R               region for STS (default: profile's region, AWS_REGION, us-east-1)
-  --endpoint URL           STS endpoint, also used for the IAM MFA-device lookup
-                           (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
-                           profile endpoint_url, then the regional AWS endpoint)
+  --endpoint URL           STS and IAM (MFA-device lookup) endpoint, winning over
+                           all below; default, per service as the AWS SDKs:
+                           AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_IAM, then
+                           AWS_ENDPOINT_URL, the profile's [services] section,
+                           its endpoint_url, then AWS's own endpoint
+                           (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true: AWS's own)
   --no-cache               neither read nor write the disk cache
                            (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
   --no-mfa                 a session token without MFA is meant (otherwise
@@ -104,9 +107,10 @@ ROLE is resolved to its source user through source_profile. Cached role
 credentials are reused while more than their refresh window remains; else a
 cached session token is reused, else one is obtained with GetSessionToken
 (the MFA code from --mfa-code, else asked on the terminal when there is one).
-The code is asked for before the cross-process lock is taken; under the lock
-the cache is checked again, so processes started together make one
-GetSessionToken and one AssumeRole per role. Without a terminal, an error
+The code is asked for before the cross-process lock is taken; the lock is
+held only to look again and record the fetch, never across the STS call, so
+processes started together make one GetSessionToken and one AssumeRole per
+role. Without a terminal, an error
 says whether there is no session, it expired or STS rejected it, and to run
 `stslib session --profile USER`.
 

@@ -1,6 +1,8 @@
-//! How the AWS profile files parse: `~/.aws/config` and
-//! `~/.aws/credentials` into named profiles, as the AWS CLI and SDKs read
-//! them.
+//! The AWS profile files, `~/.aws/config` and `~/.aws/credentials`, read
+//! into named profiles as the AWS CLI and SDKs read them.
+//!
+//! The public types (files, profiles, properties and where each came from)
+//! are here; the parse passes are in `parse.rs`.
 //!
 //! # Pipeline
 //!
@@ -57,6 +59,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod parse;
+
+use self::parse::{parse_file, Section, SectionKind, WS};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::{expand_tilde, home_dir, FileLocations, Platform};
@@ -227,6 +232,9 @@ impl fmt::Debug for Property {
 pub struct Profile {
     name: String,
     properties: BTreeMap<String, Property>,
+    /// `endpoint_url` per service from the `[services NAME]` section that
+    /// the profile's `services = NAME` names.
+    service_endpoints: BTreeMap<String, String>,
 }
 
 impl Profile {
@@ -234,7 +242,30 @@ impl Profile {
         Profile {
             name: name.to_owned(),
             properties: BTreeMap::new(),
+            service_endpoints: BTreeMap::new(),
         }
+    }
+
+    /// The `endpoint_url` that the profile's `services = NAME` gives
+    /// `service` (`sts`, `iam`, ...) in the config file's `[services NAME]`
+    /// section, as the AWS SDKs read it:
+    ///
+    /// ```
+    /// use stslib::ProfileFiles;
+    /// let files = ProfileFiles::from_strings(
+    ///     "[profile dev]\nservices = local\n\
+    ///      [services local]\nsts =\n  endpoint_url = http://127.0.0.1:5000\n",
+    ///     "",
+    /// )?;
+    /// let dev = files.profile("dev")?;
+    /// assert_eq!(dev.service_endpoint_url("sts"), Some("http://127.0.0.1:5000"));
+    /// assert_eq!(dev.service_endpoint_url("iam"), None);
+    /// # Ok::<(), stslib::Error>(())
+    /// ```
+    pub fn service_endpoint_url(&self, service: &str) -> Option<&str> {
+        self.service_endpoints
+            .get(&service.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The profile's name (`default`, `dev`, ... without `profile `).
@@ -378,16 +409,38 @@ impl ProfileFiles {
         let config_sections = parse_file(config, config_file, FileKind::Config)?;
         let credentials_sections =
             parse_file(credentials, credentials_file, FileKind::Credentials)?;
-        files.merge(config_sections);
-        files.merge(credentials_sections);
+        let mut services = BTreeMap::new();
+        files.merge(config_sections, &mut services);
+        files.merge(credentials_sections, &mut services);
+        files.link_services(&services);
         Ok(files)
     }
 
-    fn merge(&mut self, sections: Vec<Section>) {
+    /// Gives each profile naming `services = NAME` the endpoints of that
+    /// `[services NAME]` section (unknown names are ignored, as the SDKs
+    /// ignore them).
+    fn link_services(&mut self, services: &BTreeMap<String, Profile>) {
+        for profile in self.profiles.values_mut() {
+            let Some(section) = profile.get("services").and_then(|n| services.get(n)) else {
+                continue;
+            };
+            let endpoints: BTreeMap<String, String> = section
+                .properties()
+                .filter_map(|p| {
+                    let url = p.sub_properties()?.get("endpoint_url")?;
+                    Some((p.key().to_owned(), url.clone()))
+                })
+                .collect();
+            profile.service_endpoints = endpoints;
+        }
+    }
+
+    fn merge(&mut self, sections: Vec<Section>, services: &mut BTreeMap<String, Profile>) {
         for section in sections {
             let map = match section.kind {
                 SectionKind::Profile => &mut self.profiles,
                 SectionKind::SsoSession => &mut self.sso_sessions,
+                SectionKind::Services => &mut *services,
             };
             let profile = map
                 .entry(section.name.clone())
@@ -459,346 +512,6 @@ fn read_file(path: Option<&Path>, required: bool) -> Result<String> {
             source,
         }),
     }
-}
-
-// ---------------------------------------------------------------------------
-// Pass 1: the lexer.
-
-/// Whitespace as the AWS grammar counts it.
-const WS: &[char] = &[' ', '\t'];
-const COMMENT: &[char] = &['#', ';'];
-
-/// A section or property line seen by the lexer, in document order.
-#[derive(Debug)]
-enum Record {
-    Section {
-        line: usize,
-    },
-    Property {
-        line: usize,
-        key: String,
-        block: bool,
-    },
-}
-
-#[derive(Debug, Default)]
-struct Lexed {
-    /// The canonical INI text for rust-ini.
-    ini: String,
-    /// Source line of each line of `ini` (for rust-ini's own errors).
-    source_lines: Vec<usize>,
-    records: Vec<Record>,
-}
-
-impl Lexed {
-    fn emit(&mut self, text: &str, line: usize) {
-        self.ini.push_str(text);
-        self.ini.push('\n');
-        self.source_lines.push(line);
-    }
-}
-
-/// The AWS line grammar; see the module docs.
-fn lex(text: &str, file: &Path) -> Result<Lexed> {
-    enum State {
-        Start,
-        // In a section; `Some(block)` after a property line, `block` true
-        // when its value was empty (continuations are sub-properties).
-        Section(Option<bool>),
-    }
-    let err = |line: usize, message: &str| Error::Parse {
-        file: file.to_path_buf(),
-        line,
-        message: message.to_owned(),
-    };
-    let mut out = Lexed::default();
-    let mut state = State::Start;
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        if raw.trim_matches(WS).is_empty() || raw.starts_with(COMMENT) {
-            continue;
-        }
-        if raw.starts_with('[') {
-            let body = strip_comment(raw, false);
-            let Some(name) = body.strip_prefix('[').and_then(|b| b.strip_suffix(']')) else {
-                return Err(err(line, "Profile definition must end with ']'"));
-            };
-            let name = name.trim();
-            out.emit(&format!("[{}]", escape(name, &[']'])), line);
-            out.records.push(Record::Section { line });
-            state = State::Section(None);
-        } else if raw.starts_with(WS) {
-            let block = match state {
-                State::Start => return Err(err(line, "Expected a profile definition")),
-                State::Section(None) => {
-                    return Err(err(
-                        line,
-                        "Expected a property definition, found continuation",
-                    ))
-                }
-                State::Section(Some(block)) => block,
-            };
-            let content = raw.trim_matches(WS);
-            if block {
-                match strip_comment(content, true).split_once('=') {
-                    None => return Err(err(line, "Expected an '=' sign defining a sub-property")),
-                    Some((k, _)) if k.trim_matches(WS).is_empty() => {
-                        return Err(err(line, "Sub-property did not have a name"))
-                    }
-                    Some(_) => {}
-                }
-            }
-            out.emit(&format!("\t{}", escape(content, &[])), line);
-        } else {
-            if let State::Start = state {
-                return Err(err(line, "Expected a profile definition"));
-            }
-            let Some((key, value)) = strip_comment(raw, true).split_once('=') else {
-                return Err(err(line, "Expected an '=' sign defining a property"));
-            };
-            let key = key.trim_matches(WS);
-            let value = value.trim_matches(WS);
-            if key.is_empty() {
-                return Err(err(line, "Property did not have a name"));
-            }
-            out.emit(
-                &format!("{}={}", escape(key, &[':']), escape(value, &[])),
-                line,
-            );
-            let block = value.is_empty();
-            out.records.push(Record::Property {
-                line,
-                key: key.to_owned(),
-                block,
-            });
-            state = State::Section(Some(block));
-        }
-    }
-    Ok(out)
-}
-
-/// `line` trimmed, without a trailing `#` or `;` comment. With
-/// `needs_space`, a comment character counts only after whitespace.
-fn strip_comment(line: &str, needs_space: bool) -> &str {
-    let line = line.trim_matches(WS);
-    let mut after_space = false;
-    for (i, c) in line.char_indices() {
-        if COMMENT.contains(&c) && (after_space || !needs_space) {
-            return line[..i].trim_matches(WS);
-        }
-        after_space = c.is_whitespace();
-    }
-    line
-}
-
-/// `text` with `\`, `\r` and `extra` escaped for rust-ini (escapes on).
-fn escape(text: &str, extra: &[char]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\r' => out.push_str("\\r"),
-            c if extra.contains(&c) => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------
-// Pass 2: rust-ini, paired with the lexer's records.
-
-/// A section as written, with its properties in order.
-#[derive(Debug)]
-struct RawSection {
-    header: String,
-    line: usize,
-    properties: Vec<(String, String, usize)>,
-}
-
-fn parse_raw(text: &str, file: &Path) -> Result<Vec<RawSection>> {
-    let lexed = lex(text, file)?;
-    let opt = ini::ParseOption {
-        enabled_quote: false,
-        enabled_escape: true,
-        enabled_indented_mutiline_value: true,
-        enabled_preserve_key_leading_whitespace: false,
-    };
-    let parsed = ini::Ini::load_from_str_opt(&lexed.ini, opt).map_err(|e| Error::Parse {
-        file: file.to_path_buf(),
-        line: lexed
-            .source_lines
-            .get(e.line.saturating_sub(1))
-            .or(lexed.source_lines.last())
-            .copied()
-            .unwrap_or(1),
-        message: e.msg.into_owned(),
-    })?;
-
-    let out_of_step = |line: usize| Error::Parse {
-        file: file.to_path_buf(),
-        line,
-        message: "line not understood (unsupported characters in a name?)".to_owned(),
-    };
-    let mut records = lexed.records.into_iter();
-    let mut sections = Vec::new();
-    for (header, props) in parsed.iter() {
-        let Some(header) = header else {
-            // The general section: always present, empty, because the
-            // lexer rejects properties before the first section.
-            if let Some((_, _)) = props.iter().next() {
-                return Err(out_of_step(1));
-            }
-            continue;
-        };
-        let line = match records.next() {
-            Some(Record::Section { line }) => line,
-            Some(Record::Property { line, .. }) => return Err(out_of_step(line)),
-            None => return Err(out_of_step(1)),
-        };
-        let mut section = RawSection {
-            header: header.to_owned(),
-            line,
-            properties: Vec::new(),
-        };
-        for (key, value) in props.iter() {
-            let (line, lexed_key, block) = match records.next() {
-                Some(Record::Property { line, key, block }) => (line, key, block),
-                Some(Record::Section { line }) => return Err(out_of_step(line)),
-                None => return Err(out_of_step(line)),
-            };
-            if lexed_key.trim() != key {
-                return Err(out_of_step(line));
-            }
-            let value = if block && !value.is_empty() {
-                format!("\n{value}")
-            } else {
-                value.to_owned()
-            };
-            section.properties.push((lexed_key, value, line));
-        }
-        sections.push(section);
-    }
-    if let Some(Record::Section { line } | Record::Property { line, .. }) = records.next() {
-        return Err(out_of_step(line));
-    }
-    Ok(sections)
-}
-
-// ---------------------------------------------------------------------------
-// Pass 3: the normaliser.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SectionKind {
-    Profile,
-    SsoSession,
-}
-
-/// A valid section of one file, ready to merge.
-#[derive(Debug)]
-struct Section {
-    kind: SectionKind,
-    name: String,
-    properties: Vec<Property>,
-}
-
-/// What a header names: `Some((kind, name, prefixed))` or `None` to ignore
-/// it.
-fn classify(header: &str, kind: FileKind) -> Option<(SectionKind, &str, bool)> {
-    let header = header.trim_matches(WS);
-    let (prefix, name) = match header.split_once(WS) {
-        Some((p, n)) => (Some(p), n.trim_matches(WS)),
-        None => (None, header),
-    };
-    if !is_identifier(name) {
-        return None;
-    }
-    match (kind, prefix) {
-        (FileKind::Config, Some("profile")) => Some((SectionKind::Profile, name, true)),
-        (FileKind::Config, Some("sso-session")) => Some((SectionKind::SsoSession, name, true)),
-        (FileKind::Config, None) if name == "default" => Some((SectionKind::Profile, name, false)),
-        (FileKind::Credentials, None) => Some((SectionKind::Profile, name, false)),
-        _ => None,
-    }
-}
-
-/// AWS identifiers: `[A-Za-z0-9_\-/.%@:+]+`.
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-/.%@:+".contains(c))
-}
-
-fn parse_file(text: &str, file: &Arc<Path>, kind: FileKind) -> Result<Vec<Section>> {
-    let raw = parse_raw(text, file)?;
-    let classified: Vec<_> = raw.iter().map(|s| (s, classify(&s.header, kind))).collect();
-    let has_prefixed_default = classified
-        .iter()
-        .any(|(_, c)| matches!(c, Some((SectionKind::Profile, "default", true))));
-    let mut out = Vec::new();
-    for (raw, class) in classified {
-        let Some((section_kind, name, prefixed)) = class else {
-            log::warn!(
-                "{}:{}: section [{}] ignored (not valid in the {} file)",
-                file.display(),
-                raw.line,
-                raw.header,
-                kind
-            );
-            continue;
-        };
-        if section_kind == SectionKind::Profile
-            && name == "default"
-            && !prefixed
-            && has_prefixed_default
-        {
-            log::warn!(
-                "{}:{}: [default] ignored because [profile default] exists",
-                file.display(),
-                raw.line
-            );
-            continue;
-        }
-        let mut section = Section {
-            kind: section_kind,
-            name: name.to_owned(),
-            properties: Vec::new(),
-        };
-        for (key, value, line) in &raw.properties {
-            if !is_identifier(key) {
-                log::warn!(
-                    "{}:{}: key `{}` ignored (not a valid name)",
-                    file.display(),
-                    line,
-                    key
-                );
-                continue;
-            }
-            section.properties.push(Property {
-                key: key.to_ascii_lowercase(),
-                sub: value.strip_prefix('\n').map(parse_sub_properties),
-                value: value.clone(),
-                origin: Origin {
-                    file: Arc::clone(file),
-                    kind,
-                    line: *line,
-                },
-            });
-        }
-        out.push(section);
-    }
-    Ok(out)
-}
-
-fn parse_sub_properties(block: &str) -> BTreeMap<String, String> {
-    block
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim_matches(WS).to_owned(), v.trim_matches(WS).to_owned()))
-        .collect()
 }
 
 #[cfg(test)]
