@@ -782,6 +782,7 @@ fn botocore_child_sees_refreshed_credentials_through_exec_server() {
     );
     let emu = stslib::emulator::Emulator::builder()
         .user("alice", key, secret)
+        .mfa_device("alice", "arn:aws:iam::123456789012:mfa/alice", MFA_CODE)
         .role_lifetime(Duration::from_secs(2))
         .start()
         .unwrap();
@@ -790,7 +791,8 @@ fn botocore_child_sees_refreshed_credentials_through_exec_server() {
     let credentials = dir.0.join("credentials");
     fs::write(
         &config,
-        "[profile alice]\n[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\n\
+        "[profile alice]\nmfa_serial = arn:aws:iam::123456789012:mfa/alice\n\
+         [profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\n\
          source_profile = alice\nregion = us-east-1\n",
     )
     .unwrap();
@@ -823,6 +825,8 @@ fn botocore_child_sees_refreshed_credentials_through_exec_server() {
             "--server",
             "--profile",
             "a",
+            "--mfa-code",
+            MFA_CODE,
             "--",
         ])
         .arg(&python)
