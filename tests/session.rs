@@ -805,7 +805,7 @@ fn several_sessions_are_independent() {
 }
 
 #[test]
-fn credentials_keeps_expired_ones_current_credentials_drops_them() {
+fn latest_credentials_keep_expired_ones_valid_credentials_drop_them() {
     init_logger();
     let t = ManualClock::starting_now();
     let emu = emulator_with_alice(Duration::from_secs(1))
