@@ -1,9 +1,16 @@
 //! Where STS, IAM and KMS requests go: endpoint resolution (pure; the
 //! environment comes in through [`Env`]).
 //!
-//! STS: regional by default, `https://sts.{region}.{partition domain}`.
-//! Overrides, first found wins: the explicit setting, `AWS_ENDPOINT_URL_STS`,
-//! `AWS_ENDPOINT_URL`, the profile's `endpoint_url`. With
+//! Overrides follow the AWS SDKs' order, first found wins: the explicit
+//! setting (code, or the binary's `--endpoint`), `AWS_ENDPOINT_URL_<SERVICE>`,
+//! `AWS_ENDPOINT_URL`, the service's `endpoint_url` in the `[services NAME]`
+//! section the profile names, the profile's own `endpoint_url`.
+//! `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` (or the profile's
+//! `ignore_configured_endpoint_urls = true`; the variable wins when set)
+//! drops all but the explicit setting. A service-specific variable applies
+//! to its service only: `AWS_ENDPOINT_URL_STS` does not move IAM calls.
+//!
+//! STS: regional by default, `https://sts.{region}.{partition domain}`. With
 //! `sts_regional_endpoints = legacy`, the regions that AWS served from the
 //! global endpoint before regional endpoints became the default (and
 //! `aws-global`) use `https://sts.amazonaws.com`, signed for `us-east-1`,
@@ -11,9 +18,8 @@
 //!
 //! IAM is global per partition (`https://iam.amazonaws.com` signed for
 //! `us-east-1`; `https://iam.cn-north-1.amazonaws.com.cn` signed for
-//! `cn-north-1`, ...). Overrides: the explicit setting,
-//! `AWS_ENDPOINT_URL_IAM`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`
-//! (which the AWS SDKs apply to every service).
+//! `cn-north-1`, ...), with the same overrides (`AWS_ENDPOINT_URL_IAM`,
+//! `iam` in the services section).
 //!
 //! KMS is regional in every partition, `https://kms.{region}.{partition
 //! domain}`; overrides: the explicit setting, `AWS_ENDPOINT_URL_KMS`,
@@ -48,8 +54,43 @@ pub(crate) struct Endpoint {
 pub(crate) struct StsEndpointConfig<'a> {
     pub region: &'a str,
     pub explicit: Option<&'a str>,
-    pub profile_endpoint_url: Option<&'a str>,
+    pub profile: ProfileEndpoints<'a>,
     pub legacy_global: bool,
+}
+
+/// What a profile says about endpoints, for one service.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProfileEndpoints<'a> {
+    /// The profile's `endpoint_url` (every service).
+    pub endpoint_url: Option<&'a str>,
+    /// The service's `endpoint_url` in the `[services NAME]` section.
+    pub service_endpoint_url: Option<&'a str>,
+    /// `ignore_configured_endpoint_urls = true`.
+    pub ignore_configured: bool,
+}
+
+/// The configured endpoint URL of a service, in the SDKs' order;
+/// `env_var` is its `AWS_ENDPOINT_URL_<SERVICE>`.
+fn configured_url(
+    explicit: Option<&str>,
+    env_var: &str,
+    profile: &ProfileEndpoints<'_>,
+    env: &Env,
+) -> Option<String> {
+    if let Some(url) = explicit {
+        return Some(url.to_owned());
+    }
+    let ignore = match env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") {
+        Some(v) => v.trim().eq_ignore_ascii_case("true"),
+        None => profile.ignore_configured,
+    };
+    if ignore {
+        return None;
+    }
+    env.get(env_var)
+        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+        .or_else(|| profile.service_endpoint_url.map(str::to_owned))
+        .or_else(|| profile.endpoint_url.map(str::to_owned))
 }
 
 /// Regions that used the global STS endpoint under
@@ -113,13 +154,7 @@ pub(crate) fn validate_region(region: &str) -> Result<()> {
 /// Resolves the STS endpoint.
 pub(crate) fn resolve_sts(cfg: &StsEndpointConfig<'_>, env: &Env) -> Result<Endpoint> {
     validate_region(cfg.region)?;
-    let overridden = cfg
-        .explicit
-        .map(str::to_owned)
-        .or_else(|| env.get("AWS_ENDPOINT_URL_STS"))
-        .or_else(|| env.get("AWS_ENDPOINT_URL"))
-        .or_else(|| cfg.profile_endpoint_url.map(str::to_owned));
-    if let Some(url) = overridden {
+    if let Some(url) = configured_url(cfg.explicit, "AWS_ENDPOINT_URL_STS", &cfg.profile, env) {
         return parse_endpoint(&url, cfg.region);
     }
     let legacy = cfg.legacy_global && LEGACY_GLOBAL_REGIONS.contains(&cfg.region);
@@ -136,16 +171,12 @@ pub(crate) fn resolve_sts(cfg: &StsEndpointConfig<'_>, env: &Env) -> Result<Endp
 pub(crate) fn resolve_iam(
     region: &str,
     explicit: Option<&str>,
-    profile_endpoint_url: Option<&str>,
+    profile: &ProfileEndpoints<'_>,
     env: &Env,
 ) -> Result<Endpoint> {
     validate_region(region)?;
     let (default_url, signing_region) = iam_default(region);
-    let overridden = explicit
-        .map(str::to_owned)
-        .or_else(|| env.get("AWS_ENDPOINT_URL_IAM"))
-        .or_else(|| env.get("AWS_ENDPOINT_URL"))
-        .or_else(|| profile_endpoint_url.map(str::to_owned));
+    let overridden = configured_url(explicit, "AWS_ENDPOINT_URL_IAM", profile, env);
     parse_endpoint(overridden.as_deref().unwrap_or(default_url), signing_region)
 }
 
@@ -528,7 +559,10 @@ mod tests {
         let mut cfg = StsEndpointConfig {
             region: "eu-west-1",
             explicit: Some("http://localhost:1000/"),
-            profile_endpoint_url: Some("http://[::1]:1003"),
+            profile: ProfileEndpoints {
+                endpoint_url: Some("http://[::1]:1003"),
+                ..Default::default()
+            },
             legacy_global: true,
         };
         assert_eq!(
@@ -618,12 +652,18 @@ mod tests {
 
     #[test]
     fn iam_endpoints() {
-        let e = resolve_iam("eu-west-1", None, None, &no_env()).unwrap();
+        let e = resolve_iam("eu-west-1", None, &ProfileEndpoints::default(), &no_env()).unwrap();
         assert_eq!(
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://iam.amazonaws.com/", "us-east-1")
         );
-        let e = resolve_iam("cn-northwest-1", None, None, &no_env()).unwrap();
+        let e = resolve_iam(
+            "cn-northwest-1",
+            None,
+            &ProfileEndpoints::default(),
+            &no_env(),
+        )
+        .unwrap();
         assert_eq!(
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://iam.cn-north-1.amazonaws.com.cn/", "cn-north-1")
@@ -633,18 +673,106 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:2"),
         ]);
         assert_eq!(
-            resolve_iam("us-east-1", None, None, &env).unwrap().url,
+            resolve_iam("us-east-1", None, &ProfileEndpoints::default(), &env)
+                .unwrap()
+                .url,
             "http://127.0.0.1:2/"
         );
         let env = Env::from_pairs([("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:3")]);
-        let e = resolve_iam("us-west-2", None, Some("http://127.0.0.1:4"), &env).unwrap();
+        let p4 = ProfileEndpoints {
+            endpoint_url: Some("http://127.0.0.1:4"),
+            ..Default::default()
+        };
+        let e = resolve_iam("us-west-2", None, &p4, &env).unwrap();
         assert_eq!(
             (e.url.as_str(), e.signing_region.as_str()),
             ("http://127.0.0.1:3/", "us-east-1")
         );
-        let e = resolve_iam("us-west-2", Some("http://127.0.0.1:5"), None, &env).unwrap();
+        let e = resolve_iam("us-west-2", Some("http://127.0.0.1:5"), &p4, &env).unwrap();
         assert_eq!(e.url, "http://127.0.0.1:5/");
-        let e = resolve_iam("us-west-2", None, Some("http://127.0.0.1:4"), &no_env()).unwrap();
+        let e = resolve_iam("us-west-2", None, &p4, &no_env()).unwrap();
         assert_eq!(e.url, "http://127.0.0.1:4/");
+    }
+
+    /// The SDKs' order, for each service: explicit, AWS_ENDPOINT_URL_<SVC>,
+    /// AWS_ENDPOINT_URL, services section, profile endpoint_url; and
+    /// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS / ignore_configured_endpoint_urls.
+    #[test]
+    fn sdk_endpoint_order_and_ignore_configured() {
+        let profile = ProfileEndpoints {
+            endpoint_url: Some("http://127.0.0.1:5"),
+            service_endpoint_url: Some("http://127.0.0.1:4"),
+            ignore_configured: false,
+        };
+        let sts = |env: &Env, p: &ProfileEndpoints<'_>, explicit| {
+            let cfg = StsEndpointConfig {
+                region: "eu-west-1",
+                explicit,
+                profile: *p,
+                legacy_global: false,
+            };
+            resolve_sts(&cfg, env).unwrap().url
+        };
+        let iam = |env: &Env, p: &ProfileEndpoints<'_>| {
+            resolve_iam("eu-west-1", None, p, env).unwrap().url
+        };
+        let all = Env::from_pairs([
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:2"),
+            ("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:12"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3"),
+        ]);
+        assert_eq!(
+            sts(&all, &profile, Some("http://127.0.0.1:1")),
+            "http://127.0.0.1:1/"
+        );
+        assert_eq!(sts(&all, &profile, None), "http://127.0.0.1:2/");
+        assert_eq!(iam(&all, &profile), "http://127.0.0.1:12/");
+        // The STS variable moves STS only.
+        let sts_only = Env::from_pairs([("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:2")]);
+        assert_eq!(
+            sts(&sts_only, &ProfileEndpoints::default(), None),
+            "http://127.0.0.1:2/"
+        );
+        assert_eq!(
+            iam(&sts_only, &ProfileEndpoints::default()),
+            "https://iam.amazonaws.com/"
+        );
+        let global = Env::from_pairs([("AWS_ENDPOINT_URL", "http://127.0.0.1:3")]);
+        assert_eq!(sts(&global, &profile, None), "http://127.0.0.1:3/");
+        assert_eq!(iam(&global, &profile), "http://127.0.0.1:3/");
+        assert_eq!(sts(&no_env(), &profile, None), "http://127.0.0.1:4/");
+        let no_service = ProfileEndpoints {
+            service_endpoint_url: None,
+            ..profile
+        };
+        assert_eq!(sts(&no_env(), &no_service, None), "http://127.0.0.1:5/");
+        // Ignoring configured URLs: only the explicit one counts.
+        let ignore = Env::from_pairs([
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3"),
+        ]);
+        assert_eq!(
+            sts(&ignore, &profile, None),
+            "https://sts.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(iam(&ignore, &profile), "https://iam.amazonaws.com/");
+        assert_eq!(
+            sts(&ignore, &profile, Some("http://127.0.0.1:1")),
+            "http://127.0.0.1:1/"
+        );
+        let ignoring = ProfileEndpoints {
+            ignore_configured: true,
+            ..profile
+        };
+        assert_eq!(
+            sts(&global, &ignoring, None),
+            "https://sts.eu-west-1.amazonaws.com/"
+        );
+        // The variable, when set, wins over the profile's setting.
+        let dont = Env::from_pairs([
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "false"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3"),
+        ]);
+        assert_eq!(sts(&dont, &ignoring, None), "http://127.0.0.1:3/");
     }
 }

@@ -449,6 +449,36 @@ fn export_lines_eval_in_a_shell() {
     assert!(lines[3].ends_with('Z'));
 }
 
+/// The endpoint can come from the `[services NAME]` section the profile
+/// names, as in the AWS SDKs; `AWS_ENDPOINT_URL_STS` beats it.
+#[test]
+fn services_section_endpoint_is_used() {
+    let emu = emulator();
+    let config = format!(
+        "[profile alice]\nservices = local\n\
+         [services local]\nsts =\n  endpoint_url = {}\n",
+        emu.endpoint()
+    );
+    let credentials =
+        format!("[alice]\naws_access_key_id = {USER_KEY}\naws_secret_access_key = {USER_SECRET}\n");
+    let home = Home::new("services", &config, &credentials);
+    let o = home.run(&["whoami", "--profile", "alice"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Arn:"), "{}", stdout(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args(["whoami", "--profile", "alice"])
+        .env_clear()
+        .env("HOME", &home.dir)
+        .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the variable wins: port 9 refuses"
+    );
+}
+
 #[test]
 fn version_prints_and_exits_0() {
     let home = Home::new("version", "", "");

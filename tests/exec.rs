@@ -594,6 +594,14 @@ fn server_serves_refreshed_credentials_while_the_child_runs() {
         .start()
         .unwrap();
     let home = Home::new("refresh", "", "");
+    // A warm cache first (token and role): the served session must still
+    // take the token and refresh the cached role.
+    let o = home.run(
+        &emu,
+        &["--profile", "a", "--mfa-code", CODE, "--", "true"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = start_served(&home, &emu, &[]);
     let mut keys: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(9);
@@ -616,6 +624,53 @@ fn server_serves_refreshed_credentials_while_the_child_runs() {
         "only {} credential sets seen: {keys:?}",
         keys.len()
     );
+    assert_eq!(s.finish().code(), Some(0));
+}
+
+/// Names of the threads of process `pid`.
+fn threads_of(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// With the role and the token in the cache (an earlier `exec`), the
+/// served session makes no STS call, yet takes the cached token so that
+/// its refresher runs: the cached role would otherwise just run out.
+#[test]
+fn server_keeps_refreshing_roles_taken_from_the_cache() {
+    let emu = emulator();
+    let home = Home::new("warm-cache", "", "");
+    let o = home.run(
+        &emu,
+        &["--profile", "a", "--mfa-code", CODE, "--", "true"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let calls = emu.requests().len();
+    let s = start_served(&home, &emu, &[]);
+    assert_eq!(emu.requests().len(), calls, "served from the cache");
+    if std::path::Path::new("/proc/self/task").is_dir() {
+        let threads = threads_of(s.child.id());
+        for name in [
+            "stslib-refresh",
+            "stslib-server",
+            "stslib-srv-0",
+            "stslib-signals",
+        ] {
+            assert!(
+                threads.iter().any(|t| t == name),
+                "{name} missing: {threads:?}"
+            );
+        }
+    }
+    assert!(s.credentials()["AccessKeyId"].is_string());
     assert_eq!(s.finish().code(), Some(0));
 }
 

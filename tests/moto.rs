@@ -674,3 +674,183 @@ fn session_flow_with_chained_profile() {
     assert_eq!(id.arn, m.assumed_role_arn("role-c", "x+y=z,w.v@u-t_s"));
     session.halt().unwrap();
 }
+
+// ------------------------------------------------- stslib exec --server
+
+/// The AWS CLI v1 next to the venv's python, or why the test cannot run
+/// (the same SKIPPED / STSLIB_REQUIRE_MOTO rule as moto itself).
+fn aws_cli(m: &Moto, test: &str) -> Option<PathBuf> {
+    let aws = m.python.with_file_name("aws");
+    if aws.is_file() {
+        return Some(aws);
+    }
+    let why = format!(
+        "{} does not exist (rerun bash tests/moto/setup.sh)",
+        aws.display()
+    );
+    if std::env::var("STSLIB_REQUIRE_MOTO").as_deref() == Ok("1") {
+        panic!("STSLIB_REQUIRE_MOTO=1 but the AWS CLI is missing: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED: moto::{test}: {why}");
+    None
+}
+
+/// boto3 and the AWS CLI v1, run by `stslib exec --server`, find the
+/// credentials through the container credentials endpoint (no keys in
+/// their environment) and call GetCallerIdentity on moto as the role.
+/// Auth OFF, as for every session-token chain on moto.
+#[test]
+fn boto3_and_aws_cli_get_the_role_through_exec_server() {
+    let test = "boto3_and_aws_cli_get_the_role_through_exec_server";
+    let Some(m) = moto(test) else {
+        return;
+    };
+    let Some(aws) = aws_cli(&m, test) else {
+        return;
+    };
+    m.auth(false);
+    let config = m.dir.join("config");
+    let credentials = m.dir.join("credentials");
+    fs::write(&config, role_profiles(&m, "")).unwrap();
+    fs::write(&credentials, alice_credentials_file(&m)).unwrap();
+    let script = "import sys, boto3\n\
+                  s = boto3.Session()\n\
+                  print(s.get_credentials().method)\n\
+                  print(s.client('sts', endpoint_url=sys.argv[1]).get_caller_identity()['Arn'])\n";
+    let child = format!(
+        "'{py}' -c \"$0\" '{ep}' && '{aws}' sts get-caller-identity --endpoint-url '{ep}' \
+         --query Arn --output text",
+        py = m.python.display(),
+        aws = aws.display(),
+        ep = m.endpoint(),
+    );
+    let bin = env!("CARGO_BIN_EXE_stslib");
+    let out = Command::new(bin)
+        .args([
+            "--endpoint",
+            m.endpoint(),
+            "exec",
+            "--server",
+            "--profile",
+            "a",
+        ])
+        .args(["--mfa-code", MFA_CODE, "--", "sh", "-c", &child, script])
+        .env_clear()
+        .env("HOME", &m.dir)
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("STSLIB_CACHE_DIR", m.dir.join("cache"))
+        .env("AWS_PROFILE", "b") // removed from the child; selects nothing here
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exec failed ({}): {stderr}",
+        out.status
+    );
+    let arn = m.assumed_role_arn("role-a", "sts-a");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["container-role", arn.as_str(), arn.as_str()],
+        "{stderr}"
+    );
+}
+
+/// A botocore client that runs for several role lifetimes (2 s on the
+/// emulator) keeps working and sees new keys without restarting: botocore's
+/// container provider asks the endpoint again as its copy nears expiry, and
+/// the session's refresher has swapped fresh credentials in.
+#[test]
+fn botocore_child_sees_refreshed_credentials_through_exec_server() {
+    let test = "botocore_child_sees_refreshed_credentials_through_exec_server";
+    let python = match moto_python() {
+        Ok(p) => p,
+        Err(why) => {
+            if std::env::var("STSLIB_REQUIRE_MOTO").as_deref() == Ok("1") {
+                panic!("STSLIB_REQUIRE_MOTO=1 but the venv is not usable: {why}");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED: moto::{test}: {why}");
+            return;
+        }
+    };
+    let (key, secret) = (
+        "AKIAEXECBOTOUSER0001",
+        "exec/boto/secret/AAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    let emu = stslib::emulator::Emulator::builder()
+        .user("alice", key, secret)
+        .mfa_device("alice", "arn:aws:iam::123456789012:mfa/alice", MFA_CODE)
+        .role_lifetime(Duration::from_secs(2))
+        .start()
+        .unwrap();
+    let dir = common::TempDir::new("exec-botocore");
+    let config = dir.0.join("config");
+    let credentials = dir.0.join("credentials");
+    fs::write(
+        &config,
+        "[profile alice]\nmfa_serial = arn:aws:iam::123456789012:mfa/alice\n\
+         [profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\n\
+         source_profile = alice\nregion = us-east-1\n",
+    )
+    .unwrap();
+    fs::write(
+        &credentials,
+        format!("[alice]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    // Counts distinct access keys over up to 9 s, calling STS with each.
+    let script = "import sys, time, botocore.session\n\
+                  s = botocore.session.get_session()\n\
+                  creds = s.get_credentials()\n\
+                  assert creds.method == 'container-role', creds.method\n\
+                  sts = s.create_client('sts', endpoint_url=sys.argv[1])\n\
+                  seen, arns = [], set()\n\
+                  end = time.time() + 9\n\
+                  while len(seen) < 4 and time.time() < end:\n    \
+                      k = creds.get_frozen_credentials().access_key\n    \
+                      if not seen or seen[-1] != k:\n        \
+                          seen.append(k)\n        \
+                          arns.add(sts.get_caller_identity()['Arn'])\n    \
+                      time.sleep(0.1)\n\
+                  print(len(seen))\n\
+                  print(' '.join(sorted(arns)))\n";
+    let out = Command::new(env!("CARGO_BIN_EXE_stslib"))
+        .args([
+            "--endpoint",
+            &emu.endpoint(),
+            "exec",
+            "--server",
+            "--profile",
+            "a",
+            "--mfa-code",
+            MFA_CODE,
+            "--",
+        ])
+        .arg(&python)
+        .args(["-c", script, &emu.endpoint()])
+        .env_clear()
+        .env("HOME", &dir.0)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("STSLIB_CACHE_DIR", dir.0.join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exec failed ({}): {stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}{stderr}");
+    assert_eq!(lines[0], "4", "distinct keys seen: {stdout}{stderr}");
+    assert!(
+        lines[1].contains(":assumed-role/a/") && !lines[1].contains(' '),
+        "every key is role a's: {}",
+        lines[1]
+    );
+}

@@ -232,6 +232,9 @@ impl fmt::Debug for Property {
 pub struct Profile {
     name: String,
     properties: BTreeMap<String, Property>,
+    /// `endpoint_url` per service from the `[services NAME]` section that
+    /// the profile's `services = NAME` names.
+    service_endpoints: BTreeMap<String, String>,
 }
 
 impl Profile {
@@ -239,7 +242,30 @@ impl Profile {
         Profile {
             name: name.to_owned(),
             properties: BTreeMap::new(),
+            service_endpoints: BTreeMap::new(),
         }
+    }
+
+    /// The `endpoint_url` that the profile's `services = NAME` gives
+    /// `service` (`sts`, `iam`, ...) in the config file's `[services NAME]`
+    /// section, as the AWS SDKs read it:
+    ///
+    /// ```
+    /// use stslib::ProfileFiles;
+    /// let files = ProfileFiles::from_strings(
+    ///     "[profile dev]\nservices = local\n\
+    ///      [services local]\nsts =\n  endpoint_url = http://127.0.0.1:5000\n",
+    ///     "",
+    /// )?;
+    /// let dev = files.profile("dev")?;
+    /// assert_eq!(dev.service_endpoint_url("sts"), Some("http://127.0.0.1:5000"));
+    /// assert_eq!(dev.service_endpoint_url("iam"), None);
+    /// # Ok::<(), stslib::Error>(())
+    /// ```
+    pub fn service_endpoint_url(&self, service: &str) -> Option<&str> {
+        self.service_endpoints
+            .get(&service.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The profile's name (`default`, `dev`, ... without `profile `).
@@ -383,16 +409,38 @@ impl ProfileFiles {
         let config_sections = parse_file(config, config_file, FileKind::Config)?;
         let credentials_sections =
             parse_file(credentials, credentials_file, FileKind::Credentials)?;
-        files.merge(config_sections);
-        files.merge(credentials_sections);
+        let mut services = BTreeMap::new();
+        files.merge(config_sections, &mut services);
+        files.merge(credentials_sections, &mut services);
+        files.link_services(&services);
         Ok(files)
     }
 
-    fn merge(&mut self, sections: Vec<Section>) {
+    /// Gives each profile naming `services = NAME` the endpoints of that
+    /// `[services NAME]` section (unknown names are ignored, as the SDKs
+    /// ignore them).
+    fn link_services(&mut self, services: &BTreeMap<String, Profile>) {
+        for profile in self.profiles.values_mut() {
+            let Some(section) = profile.get("services").and_then(|n| services.get(n)) else {
+                continue;
+            };
+            let endpoints: BTreeMap<String, String> = section
+                .properties()
+                .filter_map(|p| {
+                    let url = p.sub_properties()?.get("endpoint_url")?;
+                    Some((p.key().to_owned(), url.clone()))
+                })
+                .collect();
+            profile.service_endpoints = endpoints;
+        }
+    }
+
+    fn merge(&mut self, sections: Vec<Section>, services: &mut BTreeMap<String, Profile>) {
         for section in sections {
             let map = match section.kind {
                 SectionKind::Profile => &mut self.profiles,
                 SectionKind::SsoSession => &mut self.sso_sessions,
+                SectionKind::Services => &mut *services,
             };
             let profile = map
                 .entry(section.name.clone())

@@ -244,6 +244,8 @@ fn parse_raw(text: &str, file: &Path) -> Result<Vec<RawSection>> {
 pub(super) enum SectionKind {
     Profile,
     SsoSession,
+    /// `[services NAME]`: per-service settings that profiles name.
+    Services,
 }
 
 /// A valid section of one file, ready to merge.
@@ -268,6 +270,7 @@ fn classify(header: &str, kind: FileKind) -> Option<(SectionKind, &str, bool)> {
     match (kind, prefix) {
         (FileKind::Config, Some("profile")) => Some((SectionKind::Profile, name, true)),
         (FileKind::Config, Some("sso-session")) => Some((SectionKind::SsoSession, name, true)),
+        (FileKind::Config, Some("services")) => Some((SectionKind::Services, name, true)),
         (FileKind::Config, None) if name == "default" => Some((SectionKind::Profile, name, false)),
         (FileKind::Credentials, None) => Some((SectionKind::Profile, name, false)),
         _ => None,

@@ -93,9 +93,15 @@ impl SessionBuilder {
         self
     }
 
-    /// The STS endpoint URL. Defaults to `AWS_ENDPOINT_URL_STS`, else
-    /// `AWS_ENDPOINT_URL`, else the profile's `endpoint_url`, else the
-    /// regional AWS endpoint.
+    /// The STS endpoint URL: where `GetSessionToken` and every `AssumeRole`
+    /// of the session (and of its refresher) go. It does not redirect the
+    /// IAM `ListMFADevices` lookup (see
+    /// [`iam_endpoint`](Self::iam_endpoint)); set both for a local STS and
+    /// IAM such as moto. Wins over every other source. Defaults to
+    /// `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else the `sts`
+    /// endpoint of the profile's services section, else the profile's
+    /// `endpoint_url`, else the regional AWS endpoint (the AWS SDKs' order;
+    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` keeps only this setting).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.client = self.client.endpoint(url);
         self
@@ -103,8 +109,10 @@ impl SessionBuilder {
 
     /// The IAM endpoint URL, used only to look up the user's MFA device
     /// (`ListMFADevices`) when no profile names `mfa_serial`. Defaults to
-    /// `AWS_ENDPOINT_URL_IAM`, else `AWS_ENDPOINT_URL`, else the profile's
-    /// `endpoint_url`, else IAM's global endpoint.
+    /// `AWS_ENDPOINT_URL_IAM`, else `AWS_ENDPOINT_URL`, else the `iam`
+    /// endpoint of the profile's services section, else the profile's
+    /// `endpoint_url`, else IAM's global endpoint. `AWS_ENDPOINT_URL_STS`
+    /// does not apply to IAM.
     pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
         self.client = self.client.iam_endpoint(url);
         self

@@ -158,7 +158,30 @@ impl Session {
             .map(|s| self.shared.cached_role(s).map(Ok))
             .collect();
         let token = if outcomes.iter().all(Option::is_some) {
-            self.shared.valid_token()
+            // Still worth a token when refreshing: without one no refresher
+            // starts, and the cached roles would simply run out. Not having
+            // one is no error here, since every role is served.
+            self.shared.valid_token().or_else(|| {
+                let margin = specs
+                    .iter()
+                    .map(|s| {
+                        self.shared
+                            .policy
+                            .window(Duration::from_secs(u64::from(s.lifetime)))
+                    })
+                    .max()
+                    .unwrap_or_default();
+                self.refresh
+                    .then(|| self.token_for_roles(margin))
+                    .and_then(|r| {
+                        r.map_err(|e| {
+                            log::warn!(
+                                "roles served from the cache, but no session token to refresh them: {e}"
+                            )
+                        })
+                        .ok()
+                    })
+            })
         } else {
             // The token must outlast the refresh window of the roles it
             // mints, whatever lifetime the caller asks for new tokens.

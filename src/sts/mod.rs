@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
-use crate::endpoint::{self, Endpoint, StsEndpointConfig};
+use crate::endpoint::{self, Endpoint, ProfileEndpoints, StsEndpointConfig};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::transport::{Reply, Request, Settings, Transport};
@@ -84,6 +84,9 @@ pub struct StsClientBuilder {
     endpoint: Option<String>,
     iam_endpoint: Option<String>,
     profile_endpoint_url: Option<String>,
+    profile_sts_endpoint_url: Option<String>,
+    profile_iam_endpoint_url: Option<String>,
+    ignore_configured_endpoint_urls: bool,
     legacy_global_endpoint: bool,
     env: Env,
     connect_timeout: Duration,
@@ -99,6 +102,12 @@ impl fmt::Debug for StsClientBuilder {
             .field("endpoint", &self.endpoint)
             .field("iam_endpoint", &self.iam_endpoint)
             .field("profile_endpoint_url", &self.profile_endpoint_url)
+            .field("profile_sts_endpoint_url", &self.profile_sts_endpoint_url)
+            .field("profile_iam_endpoint_url", &self.profile_iam_endpoint_url)
+            .field(
+                "ignore_configured_endpoint_urls",
+                &self.ignore_configured_endpoint_urls,
+            )
             .field("legacy_global_endpoint", &self.legacy_global_endpoint)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
@@ -115,6 +124,9 @@ impl Default for StsClientBuilder {
             endpoint: None,
             iam_endpoint: None,
             profile_endpoint_url: None,
+            profile_sts_endpoint_url: None,
+            profile_iam_endpoint_url: None,
+            ignore_configured_endpoint_urls: false,
             legacy_global_endpoint: false,
             env: Env::process(),
             connect_timeout: Duration::from_secs(3),
@@ -135,22 +147,36 @@ impl StsClientBuilder {
         self
     }
 
-    /// Takes the profile's `region`, `endpoint_url` and
-    /// `sts_regional_endpoints = legacy` as the defaults they are in the AWS
-    /// CLI; explicit [`region`](Self::region) and
-    /// [`endpoint`](Self::endpoint) settings and the environment's
-    /// endpoint variables still win. Defaults to no profile.
+    /// Takes the profile's `region`, `endpoint_url`, the `sts` and `iam`
+    /// endpoints of the `[services NAME]` section it names
+    /// ([`Profile::service_endpoint_url`](crate::Profile::service_endpoint_url)),
+    /// `ignore_configured_endpoint_urls` and `sts_regional_endpoints =
+    /// legacy` as the defaults they are in the AWS CLI; explicit
+    /// [`region`](Self::region) and [`endpoint`](Self::endpoint) settings and
+    /// the environment's endpoint variables still win. Defaults to no
+    /// profile.
     pub fn profile(mut self, profile: &crate::Profile) -> Self {
         self.profile_region = profile.get("region").map(str::to_owned);
         self.profile_endpoint_url = profile.get("endpoint_url").map(str::to_owned);
+        self.profile_sts_endpoint_url = profile.service_endpoint_url("sts").map(str::to_owned);
+        self.profile_iam_endpoint_url = profile.service_endpoint_url("iam").map(str::to_owned);
+        self.ignore_configured_endpoint_urls = profile
+            .get("ignore_configured_endpoint_urls")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         self.legacy_global_endpoint = profile
             .get("sts_regional_endpoints")
             .is_some_and(|v| v.eq_ignore_ascii_case("legacy"));
         self
     }
 
-    /// An explicit STS endpoint URL, winning over every other source. Plain
-    /// `http://` is accepted only for loopback hosts. Defaults to none.
+    /// An explicit STS endpoint URL for `GetSessionToken`, `AssumeRole` and
+    /// `GetCallerIdentity` (not IAM: see
+    /// [`iam_endpoint`](Self::iam_endpoint)), winning over every other
+    /// source, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` included. Plain
+    /// `http://` is accepted only for loopback hosts. Defaults to none:
+    /// `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else the profile's
+    /// services section, else its `endpoint_url`, else the regional
+    /// endpoint, as the AWS SDKs resolve it.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -158,15 +184,16 @@ impl StsClientBuilder {
 
     /// An explicit IAM endpoint URL (for `ListMFADevices`). Defaults to
     /// none: `AWS_ENDPOINT_URL_IAM`, `AWS_ENDPOINT_URL`, the profile's
-    /// `endpoint_url`, then the partition's global IAM endpoint.
+    /// services section, its `endpoint_url`, then the partition's global
+    /// IAM endpoint. `AWS_ENDPOINT_URL_STS` does not apply to IAM.
     pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
         self.iam_endpoint = Some(url.into());
         self
     }
 
-    /// The profile's `endpoint_url`, used when neither an explicit endpoint
-    /// nor `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL` is set. Defaults to
-    /// none.
+    /// The profile's `endpoint_url`, for STS and IAM, used when neither an
+    /// explicit endpoint, the environment's endpoint variables nor a
+    /// services section applies. Defaults to none.
     pub fn profile_endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.profile_endpoint_url = Some(url.into());
         self
@@ -235,11 +262,19 @@ impl StsClientBuilder {
             .or_else(|| self.env.get("AWS_REGION"))
             .or_else(|| self.env.get("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned());
+        let profile = ProfileEndpoints {
+            endpoint_url: self.profile_endpoint_url.as_deref(),
+            service_endpoint_url: None,
+            ignore_configured: self.ignore_configured_endpoint_urls,
+        };
         let sts = endpoint::resolve_sts(
             &StsEndpointConfig {
                 region: &region,
                 explicit: self.endpoint.as_deref(),
-                profile_endpoint_url: self.profile_endpoint_url.as_deref(),
+                profile: ProfileEndpoints {
+                    service_endpoint_url: self.profile_sts_endpoint_url.as_deref(),
+                    ..profile
+                },
                 legacy_global: self.legacy_global_endpoint,
             },
             &self.env,
@@ -247,7 +282,10 @@ impl StsClientBuilder {
         let iam = endpoint::resolve_iam(
             &region,
             self.iam_endpoint.as_deref(),
-            self.profile_endpoint_url.as_deref(),
+            &ProfileEndpoints {
+                service_endpoint_url: self.profile_iam_endpoint_url.as_deref(),
+                ..profile
+            },
             &self.env,
         )?;
         // The IAM endpoint is only needed to look up MFA devices: it is

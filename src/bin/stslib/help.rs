@@ -30,9 +30,12 @@ Commands:
 
 Global options:
   --region R               region for STS (default: profile's region, AWS_REGION, us-east-1)
-  --endpoint URL           STS endpoint, also used for the IAM MFA-device lookup
-                           (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
-                           profile endpoint_url, then the regional AWS endpoint)
+  --endpoint URL           STS and IAM (MFA-device lookup) endpoint, winning over
+                           all below; default, per service as the AWS SDKs:
+                           AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL_IAM, then
+                           AWS_ENDPOINT_URL, the profile's [services] section,
+                           its endpoint_url, then AWS's own endpoint
+                           (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true: AWS's own)
   --no-cache               neither read nor write the disk cache
                            (default: STSLIB_CACHE_DIR, else ~/.stslib/cache)
   --no-mfa                 a session token without MFA is meant (otherwise

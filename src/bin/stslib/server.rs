@@ -556,6 +556,43 @@ mod tests {
         assert!(v["Expiration"].as_str().unwrap().ends_with('Z'));
     }
 
+    fn server_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .filter(|n| n.starts_with("stslib-srv") || n.trim() == "stslib-server")
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A request in flight, an idle connection, then stop: every thread is
+    /// joined and the port is closed.
+    #[test]
+    fn stop_joins_every_thread() {
+        let server = CredentialServer::start(Arc::new(|| Some(creds()))).unwrap();
+        let addr = server.addr;
+        let idle = TcpStream::connect(addr).unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        let request = format!(
+            "GET {PATH} HTTP/1.1\r\nAuthorization: {}\r\n\r\n",
+            server.token().expose()
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        if std::path::Path::new("/proc/self/task").is_dir() {
+            assert_eq!(server_threads(), WORKERS + 1);
+        }
+        server.stop();
+        drop(idle);
+        if std::path::Path::new("/proc/self/task").is_dir() {
+            assert_eq!(server_threads(), 0);
+        }
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
     #[test]
     fn tokens_are_256_bits_and_differ() {
         let a = random_token().unwrap();
