@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What stslib costs to ship and run:
-#   - stripped release binary size, default features (tls + emulator) and
+#   - stripped release binary size, default features (tls) and
 #     --no-default-features (no TLS, no emulator);
 #   - packages in Cargo.lock, and packages compiled for each feature set;
 #   - clean release build time (fresh CARGO_TARGET_DIR; skip with
@@ -84,7 +84,7 @@ default_dir=$built_dir
 build no-tls --no-default-features
 notls_dir=$built_dir
 printf '%s\n' "${build_times[@]}"
-size_line "default features (tls, emulator)" "$default_dir/release/stslib"
+size_line "default features (tls)" "$default_dir/release/stslib"
 size_line "--no-default-features (no TLS, no emulator)" "$notls_dir/release/stslib"
 echo "   Cargo.lock: $(grep -c '^\[\[package\]\]' Cargo.lock) packages (all targets, dev-dependencies included)"
 echo "   compiled for the binary (normal + build deps, this platform, stslib included): default $(packages) packages, --no-default-features $(packages --no-default-features) packages"

@@ -4,7 +4,7 @@
 //!
 //! The binary is `$STSLIB_BIN` when set (benches/footprint.sh points it at
 //! the size-tuned release build), else the one cargo built for this bench.
-//! `stslib --no-cache credential-process --profile r0` does the whole
+//! `stslib --no-cache --no-mfa credential-process --profile r0` does the whole
 //! work each run (GetSessionToken, then AssumeRole, no cache hit).
 
 #[path = "common/mod.rs"]
@@ -68,16 +68,17 @@ fn main() {
             .map(|_| peak_rss_kib(&bin, args, &files))
             .collect()
     };
-    let help = median(measure(&["help"]));
-    let whoami = median(measure(&[
+    let help = Spread::of(measure(&["help"]));
+    let whoami = Spread::of(measure(&[
         "--endpoint",
         &endpoint,
         "whoami",
         "--profile",
         "alice",
     ]));
-    let creds = median(measure(&[
+    let creds = Spread::of(measure(&[
         "--no-cache",
+        "--no-mfa",
         "--endpoint",
         &endpoint,
         "credential-process",
@@ -88,19 +89,43 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     common::context(&format!(
-        "stslib help: {help:.0} KiB peak RSS (median of {runs})"
+        "stslib help: {help} KiB peak RSS (median, range over {runs} runs)"
     ));
-    common::context(&format!("stslib whoami --profile alice: {whoami:.0} KiB"));
+    common::context(&format!("stslib whoami --profile alice: {whoami} KiB"));
     common::context(&format!(
-        "stslib --no-cache credential-process --profile r0: {creds:.0} KiB"
+        "stslib --no-cache --no-mfa credential-process --profile r0: {creds} KiB"
     ));
     common::summary_with(
         "footprint_rss",
-        &format!("{creds:.0}"),
+        &format!("{:.0}", creds.median),
         "KiB",
-        creds / help,
+        creds.median / help.median,
         "stslib help",
     );
+}
+
+/// Median and range of some runs.
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<f64>) -> Spread {
+        v.sort_by(f64::total_cmp);
+        Spread {
+            median: v[v.len() / 2],
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} ({:.0}-{:.0})", self.median, self.min, self.max)
+    }
 }
 
 /// Where the child's AWS files and endpoint are.
@@ -147,9 +172,4 @@ fn peak_rss_kib(bin: &Path, args: &[&str], files: &Files<'_>) -> f64 {
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
         .and_then(|v| v.trim().parse().ok())
         .expect("peak RSS in the report")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

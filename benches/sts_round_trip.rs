@@ -15,6 +15,8 @@
 //!   -c` of a run of N1 and a run of N2 calls, the difference over N2 - N1
 //!   (start-up cancels out).
 //!
+//! `STSLIB_BENCH_KEEP=1` keeps the callgrind files for `callgrind_annotate`.
+//!
 //! Targets: p50 <= 1.0x floor; instructions <= 0.9x floor; syscalls within
 //! 2 of the floor's; no thread per call. A missing tool skips its count.
 
@@ -222,7 +224,11 @@ fn count_instructions(endpoint: &str, token: &floor::Keys) {
             .arg(exe());
         let status = c.output().ok()?.status;
         let text = std::fs::read_to_string(&out).ok();
-        let _ = std::fs::remove_file(&out);
+        if std::env::var_os("STSLIB_BENCH_KEEP").is_some() {
+            common::context(&format!("kept {} (callgrind_annotate it)", out.display()));
+        } else {
+            let _ = std::fs::remove_file(&out);
+        }
         if !status.success() {
             return None;
         }

@@ -563,7 +563,7 @@ fn server_survives_hostile_clients() {
         .filter_map(|_| TcpStream::connect(s.addr).ok())
         .collect();
     let mut served = false;
-    for _ in 0..10 {
+    for _ in 0..30 {
         let (status, _) = s.get(&s.path, Some(&s.token));
         if status == 200 {
             served = true;

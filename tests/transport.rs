@@ -2,6 +2,10 @@
 //! (seen by a proxy on 127.0.0.1; nothing leaves the machine), and
 //! `AWS_CA_BUNDLE` as the only trust roots (an `openssl s_server` on
 //! 127.0.0.1 with a certificate from a CA made for the test).
+//! Timeouts: a silent server and a trickling one.
+
+// The TLS helpers serve only the tests that need the `tls` feature.
+#![cfg_attr(not(feature = "tls"), allow(dead_code, unused_imports))]
 
 mod common;
 

@@ -487,7 +487,6 @@ impl StsClient {
 
     /// The transport under this client, for other services' clients (KMS)
     /// to share its settings, CA bundle and learnt skew.
-    #[allow(dead_code)]
     pub(crate) fn transport(&self) -> &Transport {
         &self.transport
     }

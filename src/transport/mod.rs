@@ -215,19 +215,12 @@ impl Transport {
 
     /// A transport for another endpoint with the same settings, CA bundle
     /// and learnt skew; its own pool, its proxy decided for `target`.
-    #[allow(dead_code)] // the KMS client's entry point
     pub(crate) fn for_endpoint(&self, target: &Endpoint) -> Result<Transport> {
         check_tls(&target.url)?;
         Ok(Transport {
             agent: new_agent(&self.settings, &self.ca, target)?,
             ..self.clone()
         })
-    }
-
-    /// Attempts per call, the first one included.
-    #[allow(dead_code)]
-    pub(crate) fn max_attempts(&self) -> u32 {
-        self.settings.max_attempts
     }
 
     /// The skew learnt so far: server time minus local time.
