@@ -133,7 +133,7 @@ pub enum Error {
     /// a `General error.` or a connection failure is the `source()`.
     InvalidToken {
         /// Which check refused it.
-        reason: crate::kmsauth::TokenRejection,
+        reason: TokenRejection,
         /// The error that caused it, when one did.
         source: Option<Box<Error>>,
     },
@@ -332,6 +332,59 @@ impl std::error::Error for Error {
 impl From<ServiceError> for Error {
     fn from(e: ServiceError) -> Self {
         Error::Service(Box::new(e))
+    }
+}
+
+/// Why a token was refused. `Display` prints python-kmsauth's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenRejection {
+    /// The username is neither `from` nor `version/user_type/from` with a
+    /// numeric version.
+    UnsupportedUsernameFormat,
+    /// The version is outside the validator's range.
+    UnacceptableTokenVersion,
+    /// The user type is neither `service` nor `user`.
+    UnsupportedUserType,
+    /// The key that decrypted is not in the allow-list of the user type.
+    WrongKey,
+    /// KMS could not be reached.
+    ConnectionFailure,
+    /// Anything else: not base64, KMS refused the Decrypt (wrong context,
+    /// tampered token, no permission), the plaintext is not JSON.
+    GeneralError,
+    /// The plaintext has no `not_before`/`not_after` in the token format.
+    MissingValidity,
+    /// `not_after - not_before` exceeds the maximum lifetime.
+    LifetimeExceeded,
+    /// Now is outside `[not_before, not_after]`.
+    InvalidTimeValidity,
+}
+
+impl TokenRejection {
+    /// python-kmsauth's message, e.g. `Authentication error. General error.`
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenRejection::UnsupportedUsernameFormat => "Unsupported username format.",
+            TokenRejection::UnacceptableTokenVersion => "Unacceptable token version.",
+            TokenRejection::UnsupportedUserType => "Authentication error. Unsupported user_type.",
+            TokenRejection::WrongKey => "Authentication error (wrong KMS key).",
+            TokenRejection::ConnectionFailure => {
+                "Authentication error. Failure connecting to AWS endpoint."
+            }
+            TokenRejection::GeneralError => "Authentication error. General error.",
+            TokenRejection::MissingValidity => "Authentication error. Missing validity.",
+            TokenRejection::LifetimeExceeded => "Authentication error. Token lifetime exceeded.",
+            TokenRejection::InvalidTimeValidity => {
+                "Authentication error. Invalid time validity for token."
+            }
+        }
+    }
+}
+
+impl fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 

@@ -97,7 +97,6 @@ mod rand;
 mod secret;
 mod words;
 
-mod chain;
 mod limits;
 mod location;
 pub mod profile;

@@ -59,9 +59,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod chain;
 mod parse;
 
-pub use crate::chain::{Chain, RoleHop, SourceKeys};
+pub use self::chain::{Chain, RoleHop, SourceKeys};
 pub use crate::location::{FileLocations, Platform};
 
 use self::parse::{parse_file, Section, SectionKind, WS};

@@ -13,7 +13,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::chain;
 use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
@@ -21,7 +20,7 @@ use crate::event::Event;
 use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher, Shared};
 use crate::slot::{CredentialSet, RoleSpec, Snapshot};
-use crate::sts::StsClient;
+use crate::sts::{AssumeRoleRequest, StsClient};
 
 pub use builder::SessionBuilder;
 pub use cache_flow::{TokenMiss, TokenOrigin};
@@ -303,9 +302,9 @@ impl Session {
         }
         let last = chain.roles.last().expect("checked non-empty above");
         let role_arn = last.role_arn.clone();
-        let lifetime = chain::hop_lifetime(last);
+        let lifetime = last.lifetime();
         // The session token carries MFA: hops send no device or code.
-        let hops = chain.assume_role_requests(None);
+        let hops = AssumeRoleRequest::for_chain(&chain, None);
         Ok(RoleSpec {
             profile: profile.to_owned(),
             hops,

@@ -352,7 +352,7 @@ impl StsClient {
     /// `AssumeRole` for each request in turn, the first signed with `keys`
     /// and each next with the credentials of the one before: a profile's
     /// chain (see
-    /// [`Chain::assume_role_requests`](crate::profile::Chain::assume_role_requests)).
+    /// [`AssumeRoleRequest::for_chain`]).
     /// Returns the last role's answer; an empty chain is
     /// [`Error::InvalidInput`].
     pub fn assume_role_chain(

@@ -6,6 +6,7 @@ use std::ops::RangeInclusive;
 
 use crate::error::{cap, Error, Result};
 use crate::limits;
+use crate::profile::Chain;
 use crate::secret::Secret;
 
 /// Parameters of `GetSessionToken`.
@@ -88,6 +89,48 @@ pub struct AssumeRoleRequest {
 }
 
 impl AssumeRoleRequest {
+    /// The request of each hop of `chain`, first to last: the one walk a
+    /// [`Session`](crate::Session) and `stslib whoami` share. Each hop is
+    /// assumed as [`RoleHop::session_name`](crate::profile::RoleHop::session_name)
+    /// for [`RoleHop::lifetime`](crate::profile::RoleHop::lifetime) seconds,
+    /// with its `external_id` when set. With `mfa_code`, each hop that names
+    /// `mfa_serial` sends the device and the code (a chain started from
+    /// long-lived keys); without, none does (a session's chains start from
+    /// its session token, which carries MFA).
+    ///
+    /// ```
+    /// use stslib::profile::ProfileFiles;
+    /// use stslib::sts::AssumeRoleRequest;
+    /// let files = ProfileFiles::from_strings(
+    ///     "[profile ops]\nrole_arn = arn:aws:iam::123456789012:role/Ops\nsource_profile = me\n\
+    ///      mfa_serial = arn:aws:iam::123456789012:mfa/me\n",
+    ///     "[me]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s\n",
+    /// )?;
+    /// let chain = files.chain("ops")?;
+    /// let hop = chain.mfa_hop().unwrap();
+    /// assert_eq!((hop.session_name().as_str(), hop.lifetime()), ("sts-ops", 3600));
+    /// let reqs = AssumeRoleRequest::for_chain(&chain, Some("123456"));
+    /// assert_eq!(reqs.len(), 1);
+    /// # Ok::<(), stslib::Error>(())
+    /// ```
+    pub fn for_chain(chain: &Chain, mfa_code: Option<&str>) -> Vec<AssumeRoleRequest> {
+        chain
+            .roles
+            .iter()
+            .map(|hop| {
+                let mut req = AssumeRoleRequest::new(&hop.role_arn, hop.session_name())
+                    .duration_seconds(hop.lifetime());
+                if let Some(id) = &hop.external_id {
+                    req = req.external_id(id);
+                }
+                if let (Some(serial), Some(code)) = (&hop.mfa_serial, mfa_code) {
+                    req = req.serial_number(serial).token_code(code);
+                }
+                req
+            })
+            .collect()
+    }
+
     /// A request for `role_arn` (`arn:aws:iam::ACCOUNT:role/NAME`) under the
     /// session name `role_session_name` (2 to 64 of `A-Z a-z 0-9 _ + = , . @ -`).
     pub fn new(role_arn: impl Into<String>, role_session_name: impl Into<String>) -> Self {
@@ -306,6 +349,40 @@ mod tests {
     use std::fmt;
 
     use super::*;
+
+    #[test]
+    fn one_walk_names_sizes_and_signs_each_hop() {
+        let f = crate::profile::ProfileFiles::from_strings(
+            "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\nrole_session_name = mine\n\
+             duration_seconds = 900\nexternal_id = ext\n\
+             [profile b]\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = c\nmfa_serial = arn:aws:iam::123456789012:mfa/me\n",
+            "[c]\naws_access_key_id = AK\naws_secret_access_key = SK\n",
+        )
+        .unwrap();
+        let chain = f.chain("a").unwrap();
+        assert_eq!(chain.mfa_hop().map(|h| h.profile.as_str()), Some("b"));
+        let param = |r: &AssumeRoleRequest, key: &str| {
+            r.params()
+                .unwrap()
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+        };
+        let with = AssumeRoleRequest::for_chain(&chain, Some("123456"));
+        let names: Vec<_> = with.iter().map(|r| param(r, "RoleSessionName")).collect();
+        assert_eq!(names, [Some("sts-b".into()), Some("mine".into())]);
+        assert_eq!(param(&with[0], "DurationSeconds").as_deref(), Some("3600"));
+        assert_eq!(param(&with[1], "DurationSeconds").as_deref(), Some("900"));
+        assert_eq!(param(&with[1], "ExternalId").as_deref(), Some("ext"));
+        assert_eq!(
+            param(&with[0], "SerialNumber").as_deref(),
+            Some("arn:aws:iam::123456789012:mfa/me")
+        );
+        assert_eq!(param(&with[0], "TokenCode").as_deref(), Some("123456"));
+        assert_eq!(param(&with[1], "SerialNumber"), None);
+        let without = AssumeRoleRequest::for_chain(&chain, None);
+        assert!(without.iter().all(|r| param(r, "SerialNumber").is_none()));
+    }
 
     fn field(r: Result<impl fmt::Debug>) -> &'static str {
         match r.unwrap_err() {

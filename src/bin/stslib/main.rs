@@ -182,7 +182,7 @@ fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resul
     let keys = if chain.roles.is_empty() {
         chain.source.keys.clone()
     } else {
-        let hops = chain.assume_role_requests(code);
+        let hops = stslib::sts::AssumeRoleRequest::for_chain(&chain, code);
         client
             .assume_role_chain(&chain.source.keys, &hops)?
             .credentials

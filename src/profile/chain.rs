@@ -16,12 +16,11 @@
 //!   [`Error::Unsupported`]: stslib does not fetch those credentials, and
 //!   says so rather than silently using something else.
 
+use super::{Profile, ProfileFiles, Property};
 use crate::credentials::AccessKey;
 use crate::error::{Error, Result};
 use crate::limits::{self, DEFAULT_ROLE_LIFETIME};
-use crate::profile::{Profile, ProfileFiles, Property};
 use crate::secret::Secret;
-use crate::sts::AssumeRoleRequest;
 
 const DURATION_RANGE: std::ops::RangeInclusive<u32> = limits::ROLE_SECONDS;
 
@@ -90,50 +89,6 @@ pub struct RoleHop {
 }
 
 impl Chain {
-    /// The `AssumeRole` request of each hop, first to last: the one walk a
-    /// [`Session`](crate::Session) and `stslib whoami` share. A hop's session
-    /// name is its `role_session_name`, else `sts-<profile>` (made valid);
-    /// its lifetime its `duration_seconds`, else
-    /// [`DEFAULT_ROLE_LIFETIME`]; its `external_id` when set. With
-    /// `mfa_code`, each hop that names `mfa_serial` sends the device and the
-    /// code (a chain started from long-lived keys); without, none does (a
-    /// session's chains start from its session token, which carries MFA).
-    ///
-    /// ```
-    /// use stslib::profile::ProfileFiles;
-    /// let files = ProfileFiles::from_strings(
-    ///     "[profile ops]\nrole_arn = arn:aws:iam::123456789012:role/Ops\nsource_profile = me\n\
-    ///      mfa_serial = arn:aws:iam::123456789012:mfa/me\n",
-    ///     "[me]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s\n",
-    /// )?;
-    /// let chain = files.chain("ops")?;
-    /// assert_eq!(chain.mfa_hop().map(|h| h.profile.as_str()), Some("ops"));
-    /// // Session name `sts-ops`, 3600 s, the device and the code:
-    /// let reqs = chain.assume_role_requests(Some("123456"));
-    /// assert_eq!(reqs.len(), 1);
-    /// # Ok::<(), stslib::Error>(())
-    /// ```
-    pub fn assume_role_requests(&self, mfa_code: Option<&str>) -> Vec<AssumeRoleRequest> {
-        self.roles
-            .iter()
-            .map(|hop| {
-                let name = hop
-                    .role_session_name
-                    .clone()
-                    .unwrap_or_else(|| default_session_name(&hop.profile));
-                let mut req =
-                    AssumeRoleRequest::new(&hop.role_arn, name).duration_seconds(hop_lifetime(hop));
-                if let Some(id) = &hop.external_id {
-                    req = req.external_id(id);
-                }
-                if let (Some(serial), Some(code)) = (&hop.mfa_serial, mfa_code) {
-                    req = req.serial_number(serial).token_code(code);
-                }
-                req
-            })
-            .collect()
-    }
-
     /// The first hop that names `mfa_serial`, if any: a chain walked from
     /// long-lived keys needs a code for it.
     pub fn mfa_hop(&self) -> Option<&RoleHop> {
@@ -141,14 +96,25 @@ impl Chain {
     }
 }
 
-/// The lifetime asked for a hop: its `duration_seconds`, else the default.
-pub(crate) fn hop_lifetime(hop: &RoleHop) -> u32 {
-    hop.duration_seconds
-        .unwrap_or(DEFAULT_ROLE_LIFETIME.as_secs() as u32)
+impl RoleHop {
+    /// The role session name this hop is assumed with: its
+    /// `role_session_name`, else `sts-<profile>` made a valid name.
+    pub fn session_name(&self) -> String {
+        self.role_session_name
+            .clone()
+            .unwrap_or_else(|| default_session_name(&self.profile))
+    }
+
+    /// The lifetime asked for this hop, in seconds: its `duration_seconds`,
+    /// else [`DEFAULT_ROLE_LIFETIME`](crate::DEFAULT_ROLE_LIFETIME).
+    pub fn lifetime(&self) -> u32 {
+        self.duration_seconds
+            .unwrap_or(DEFAULT_ROLE_LIFETIME.as_secs() as u32)
+    }
 }
 
 /// `sts-<profile>`, made a valid RoleSessionName (see [`limits`]).
-pub(crate) fn default_session_name(profile: &str) -> String {
+fn default_session_name(profile: &str) -> String {
     let mut name: String = format!("sts-{profile}")
         .chars()
         .map(|c| {
@@ -393,39 +359,6 @@ mod tests {
         assert_eq!(default_session_name("prod"), "sts-prod");
         assert_eq!(default_session_name("a b/c"), "sts-a-b-c");
         assert_eq!(default_session_name(&"x".repeat(100)).len(), 64);
-    }
-
-    #[test]
-    fn one_walk_names_sizes_and_signs_each_hop() {
-        let f = files(
-            "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\nrole_session_name = mine\n\
-             duration_seconds = 900\nexternal_id = ext\n\
-             [profile b]\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = c\nmfa_serial = arn:aws:iam::123456789012:mfa/me\n",
-            "[c]\naws_access_key_id = AK\naws_secret_access_key = SK\n",
-        );
-        let chain = f.chain("a").unwrap();
-        assert_eq!(chain.mfa_hop().map(|h| h.profile.as_str()), Some("b"));
-        let param = |r: &AssumeRoleRequest, key: &str| {
-            r.params()
-                .unwrap()
-                .into_iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v)
-        };
-        let with = chain.assume_role_requests(Some("123456"));
-        let names: Vec<_> = with.iter().map(|r| param(r, "RoleSessionName")).collect();
-        assert_eq!(names, [Some("sts-b".into()), Some("mine".into())]);
-        assert_eq!(param(&with[0], "DurationSeconds").as_deref(), Some("3600"));
-        assert_eq!(param(&with[1], "DurationSeconds").as_deref(), Some("900"));
-        assert_eq!(param(&with[1], "ExternalId").as_deref(), Some("ext"));
-        assert_eq!(
-            param(&with[0], "SerialNumber").as_deref(),
-            Some("arn:aws:iam::123456789012:mfa/me")
-        );
-        assert_eq!(param(&with[0], "TokenCode").as_deref(), Some("123456"));
-        assert_eq!(param(&with[1], "SerialNumber"), None);
-        let without = chain.assume_role_requests(None);
-        assert!(without.iter().all(|r| param(r, "SerialNumber").is_none()));
     }
 
     #[test]
