@@ -1,4 +1,5 @@
-//! The local STS emulator (feature `emulator`, on by default).
+//! The local STS emulator (feature `emulator`, off by default; this crate's
+//! own tests, examples and benches turn it on).
 //!
 //! A real HTTP/1.1 server on `127.0.0.1` that speaks STS's Query/XML wire
 //! format (GetSessionToken, AssumeRole, GetCallerIdentity) and IAM's

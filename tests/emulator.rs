@@ -357,7 +357,12 @@ fn authentication_failures() {
 #[test]
 fn expired_temporary_credentials() {
     let _g = gate();
+    // The emulator's time is a manual clock: expiry is reached by moving it,
+    // not by sleeping (2 s ahead of the signer stays well within the 5-minute
+    // skew STS allows).
+    let clock = stslib::clock::ManualClock::starting_now();
     let emu = Emulator::builder()
+        .clock(clock.clock())
         .credential_lifetime(Duration::from_secs(1))
         .start()
         .unwrap();
@@ -373,7 +378,17 @@ fn expired_temporary_credentials() {
     assert_eq!(s, 200, "{b}");
     let c = parse_creds(&b);
     assert!(expiration_secs(&c.expiration) <= 1);
-    std::thread::sleep(Duration::from_millis(1200));
+    // Still valid until the clock moves.
+    let (s, b) = floor_call(
+        &ep,
+        "GetCallerIdentity",
+        &[],
+        &c.access_key_id,
+        &c.secret,
+        Some(&c.token),
+    );
+    assert_eq!(s, 200, "{b}");
+    clock.advance(Duration::from_secs(2));
     let (s, b) = floor_call(
         &ep,
         "GetCallerIdentity",

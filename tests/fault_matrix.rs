@@ -213,7 +213,11 @@ fn unknown_key_and_wrong_secret_are_typed_and_not_retried() {
 
 #[test]
 fn expired_temporary_credentials_give_expired_token() {
+    // Expiry is reached by moving the emulator's manual clock, not by
+    // sleeping (2 s ahead of the client is far within STS's 5-minute skew).
+    let clock = stslib::clock::ManualClock::starting_now();
     let emu = Emulator::builder()
+        .clock(clock.clock())
         .user("matrix", KEY, SECRET)
         .credential_lifetime(Duration::from_secs(1))
         .start()
@@ -223,7 +227,7 @@ fn expired_temporary_credentials_give_expired_token() {
         .get_session_token(&user(), &GetSessionTokenRequest::new())
         .unwrap();
     assert!(c.get_caller_identity(&token.access_key()).is_ok());
-    std::thread::sleep(Duration::from_millis(1300));
+    clock.advance(Duration::from_secs(2));
     let e = c.get_caller_identity(&token.access_key()).unwrap_err();
     assert_eq!(e.code(), Some("ExpiredToken"));
     assert_eq!(emu.request_count(Action::GetCallerIdentity), 2);

@@ -162,7 +162,9 @@ impl TokenValidator {
 
 impl TokenValidatorBuilder {
     /// Adds a key accepted for `service` tokens: an alias (`alias/name`), a
-    /// key id, a key ARN or an alias ARN. Defaults to none.
+    /// key id or a key ARN. An alias ARN is compared as it is with the key
+    /// ARN KMS reports, so it never matches (as in python-kmsauth); the
+    /// build logs a warning for one. Defaults to none.
     pub fn service_key(mut self, key: impl Into<String>) -> Self {
         self.service_keys.push(key.into());
         self
@@ -300,7 +302,14 @@ impl TokenValidatorBuilder {
         }
         let mut resolved = HashMap::new();
         for entry in entries {
-            if is_key_arn(entry) {
+            if is_arn(entry) {
+                if !is_key_arn(entry) {
+                    log::warn!(
+                        "kmsauth: allow-list entry {} is an ARN but not a key ARN: it never \
+                         matches the key ARN KMS reports (use the alias name or the key ARN)",
+                        crate::error::cap(entry)
+                    );
+                }
                 resolved.insert(entry.clone(), entry.clone());
             }
         }
@@ -326,8 +335,14 @@ impl TokenValidatorBuilder {
     }
 }
 
-/// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`: compared as is, never
-/// described. Alias ARNs are resolved like alias names.
+/// Any ARN is compared as is with the Decrypt `KeyId` and never described
+/// (SPEC §1.5 and python-kmsauth): a key ARN can match, an alias ARN never
+/// does.
+fn is_arn(entry: &str) -> bool {
+    entry.starts_with("arn:")
+}
+
+/// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`.
 fn is_key_arn(entry: &str) -> bool {
     let parts: Vec<&str> = entry.splitn(6, ':').collect();
     parts.len() == 6
@@ -670,6 +685,25 @@ mod tests {
             TokenRejection::WrongKey
         );
         let _ = ARN_B;
+    }
+
+    #[test]
+    fn an_alias_arn_entry_never_matches_and_is_not_described() {
+        // SPEC §1.5 step 5 and python-kmsauth: ARNs are compared verbatim
+        // with the key ARN Decrypt reports, so an alias ARN is wrong key.
+        let rig = Rig::new();
+        let alias_arn = ARN_A
+            .replace(":key/", ":alias/")
+            .replace(ARN_A.rsplit('/').next().unwrap(), "a");
+        assert!(alias_arn.contains(":alias/a"), "{alias_arn}");
+        let v = rig.validator(|b| b.service_key(alias_arn.clone()));
+        let (user, tok) = rig.generate(|g| g);
+        assert_eq!(reason(v.validate(&user, &tok)), TokenRejection::WrongKey);
+        let calls = rig.kms.calls.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.starts_with("DescribeKey")),
+            "{calls:?}"
+        );
     }
 
     #[test]

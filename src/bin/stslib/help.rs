@@ -208,7 +208,8 @@ validate prints {\"username\", \"version\", \"from\", \"user_type\", \"payload\"
 \"key_alias\"} and exits 0, or exits 1 with one line on stderr holding
 python-kmsauth's message (e.g. \"Authentication error. General error.\").
 --key is a service key, --user-key a user key, --scoped-key a service key of
-another account. --token - reads the token from stdin (keeps it out of argv).
+another account: alias name, key id or key ARN (an alias ARN never matches, as
+in python-kmsauth). --token - reads the token from stdin (keeps it out of argv).
 
 Credentials: --profile when given; else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
 (and AWS_SESSION_TOKEN) when set; else AWS_PROFILE or `default`. A role

@@ -42,6 +42,8 @@ const GRACE: Duration = Duration::from_millis(100);
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// The path served; any other answers `404`.
 pub(crate) const PATH: &str = "/stslib/credentials";
+/// At most one warning this often about connections refused as busy.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the credentials come from: the session's slot, read on each
 /// request (never a network call). `None` when no valid credentials are
@@ -151,11 +153,38 @@ impl Drop for CredentialServer {
     }
 }
 
+/// Counts events and says when one warning about them is due: at most one
+/// per [`WARN_EVERY`]. Any local user can open connections to the port, and
+/// a warning per refused connection would flood the terminal stslib shares
+/// with the child.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// Notes one event at `now`; when a warning is due, how many events it
+    /// covers (this one and those held back since the last warning).
+    pub(crate) fn note(&mut self, now: Instant) -> Option<u64> {
+        self.held += 1;
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 fn accept_loop(
     listener: &TcpListener,
     stop: &AtomicBool,
     tx: crossbeam_channel::Sender<(TcpStream, Instant)>,
 ) {
+    let mut busy = Throttle::default();
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::Acquire) {
@@ -165,7 +194,14 @@ fn accept_loop(
             Ok((stream, _)) => match tx.try_send((stream, Instant::now())) {
                 Ok(()) => {}
                 Err(TrySendError::Full((mut stream, _))) => {
-                    log::warn!("credential server busy: connection refused with 503");
+                    match busy.note(Instant::now()) {
+                        Some(n) => log::warn!(
+                            "credential server busy: {n} connection(s) refused with 503 \
+                             (at most one such warning every {}s)",
+                            WARN_EVERY.as_secs()
+                        ),
+                        None => log::debug!("credential server busy: connection refused with 503"),
+                    }
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
                     let _ = respond(
                         &mut stream,
@@ -466,6 +502,19 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn busy_warnings_are_throttled() {
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        assert_eq!(t.note(t0), Some(1));
+        let held: Vec<_> = (1..1000)
+            .map(|i| t.note(t0 + Duration::from_millis(i)))
+            .collect();
+        assert!(held.iter().all(Option::is_none), "one warning per period");
+        assert_eq!(t.note(t0 + WARN_EVERY), Some(1000), "the held ones counted");
+        assert_eq!(t.note(t0 + WARN_EVERY + Duration::from_secs(1)), None);
     }
 
     fn creds() -> stslib::Credentials {
