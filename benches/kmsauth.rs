@@ -22,8 +22,9 @@ use std::time::SystemTime;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use stslib::emulator::Emulator;
+use stslib::kms::KmsClient;
 use stslib::kmsauth::{Token, TokenGenerator, TokenValidator};
-use stslib::{AccessKey, Env, KmsClient, Secret};
+use stslib::{AccessKey, Env, Secret};
 
 use common::{dist, pick, time_once, Stats};
 

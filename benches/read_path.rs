@@ -1,4 +1,4 @@
-//! The read path: `Session::current_credentials()` per call, against the
+//! The read path: `Session::valid_credentials()` per call, against the
 //! floor of this design: an `Arc` clone out of a `RwLock<Arc<T>>` done by
 //! hand, plus one `SystemTime::now()` (the validity check every read keeps:
 //! a laptop resumed from suspend must not be handed expired credentials).
@@ -44,13 +44,13 @@ fn read_slot(slot: &Slot) -> Arc<BTreeMap<String, Arc<Credentials>>> {
 fn main() {
     common::header(
         "read_path",
-        "current_credentials() per call vs a hand-made RwLock<Arc<T>> clone",
+        "valid_credentials() per call vs a hand-made RwLock<Arc<T>> clone",
     );
     let emu = common::emulator(None);
     let session = common::session(&emu, ROLES, RefreshPolicy::default());
     common::assume(&session, &common::role_names(ROLES));
     let snapshot: BTreeMap<String, Arc<Credentials>> = session
-        .current_credentials()
+        .valid_credentials()
         .iter()
         .map(|(p, c)| (p.to_owned(), Arc::new(c.clone())))
         .collect();
@@ -67,7 +67,7 @@ fn main() {
     for _ in 0..pick(20, 2) {
         // Warm-up pass is simply the first of these.
         lib.extend(per_call(batches / 20 + 1, iters, || {
-            black_box(session.current_credentials());
+            black_box(session.valid_credentials());
         }));
         base.extend(per_call(batches / 20 + 1, iters, || {
             black_box(read_slot(&slot));
@@ -78,14 +78,14 @@ fn main() {
             black_box((snap, now));
         }));
         lib_get.extend(per_call(batches / 20 + 1, iters, || {
-            let set = session.current_credentials();
+            let set = session.valid_credentials();
             black_box(set.get("r2").map(|c| c.access_key_id.len()));
         }));
     }
     let (lib, base, lib_get) = (Stats::new(lib), Stats::new(base), Stats::new(lib_get));
     let base_clock = Stats::new(base_clock);
-    dist("1 thread: current_credentials()", &lib);
-    dist("1 thread: current_credentials().get(p)", &lib_get);
+    dist("1 thread: valid_credentials()", &lib);
+    dist("1 thread: valid_credentials().get(p)", &lib_get);
     dist("1 thread: RwLock<Arc<T>> read+clone (floor)", &base);
     dist("1 thread: floor + one SystemTime::now()", &base_clock);
     let single_ratio = lib.p50() / base.p50();
@@ -108,7 +108,7 @@ fn main() {
             if which == 0 {
                 let (s, n) = contended(
                     phase,
-                    || black_box(session.current_credentials()),
+                    || black_box(session.valid_credentials()),
                     || {
                         session
                             .generate_session_token(Duration::from_secs(3600), None)
@@ -141,7 +141,7 @@ fn main() {
         }
     }
     let (lib2, base2) = (Stats::new(lib2), Stats::new(base2));
-    dist("2 readers + swapping writer: current_credentials()", &lib2);
+    dist("2 readers + swapping writer: valid_credentials()", &lib2);
     dist(
         "2 readers + swapping writer: RwLock<Arc<T>> (floor)",
         &base2,

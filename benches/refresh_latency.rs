@@ -8,7 +8,7 @@
 //! exactly `RefreshPolicy::refresh_at(start_time, expiration, 0)` of the
 //! credentials readers hold (a refresh every 0.25-0.5 s). One reader thread
 //! sleeps until 3 ms before the deadline, then polls
-//! `current_credentials().get(p)` (yielding between polls, so it does not
+//! `valid_credentials().get(p)` (yielding between polls, so it does not
 //! starve the refresher of a core) until the access key changes, and
 //! records `seen - deadline` on the wall clock (the clock the deadline is
 //! on). A new session is made every 4 refreshes; phases alternate with the
@@ -69,7 +69,7 @@ impl Watched {
     fn changed(&self, old: &str) -> Option<View> {
         match self {
             Watched::Stslib { session, profile } => {
-                let set = session.current_credentials();
+                let set = session.valid_credentials();
                 set.get(profile)
                     .filter(|c| c.access_key_id != old)
                     .map(|c| View {

@@ -28,7 +28,8 @@ mod floor;
 use std::hint::black_box;
 use std::process::Command;
 
-use stslib::{AccessKey, AssumeRoleRequest, Secret, StsClient};
+use stslib::sts::AssumeRoleRequest;
+use stslib::{AccessKey, Secret, StsClient};
 
 use common::{dist, pick, time_once, Stats};
 

@@ -16,7 +16,8 @@
 use std::time::{Duration, Instant};
 
 use stslib::emulator::{Action, Emulator};
-use stslib::{Event, ProfileFiles, RefreshPolicy, Session};
+use stslib::profile::ProfileFiles;
+use stslib::{Event, RefreshPolicy, Session};
 
 const ACCOUNT: &str = "123456789012";
 const MFA_SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
@@ -87,7 +88,7 @@ fn main() -> Result<(), stslib::Error> {
                 expiration,
             }) => {
                 refreshed += 1;
-                let now = session.current_credentials();
+                let now = session.valid_credentials();
                 println!(
                     "[{:>5.1}s] refreshed {profile:<8} new expiry {}; readers see {} valid roles",
                     started.elapsed().as_secs_f64(),
@@ -107,7 +108,7 @@ fn main() -> Result<(), stslib::Error> {
         emu.request_count(Action::AssumeRole),
         emu.request_count(Action::GetSessionToken)
     );
-    let current = session.current_credentials();
+    let current = session.valid_credentials();
     println!(
         "credentials still valid after halt: {:?}",
         current.iter().map(|(p, _)| p).collect::<Vec<_>>()

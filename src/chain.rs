@@ -29,7 +29,7 @@ const DURATION_RANGE: std::ops::RangeInclusive<u32> = limits::ROLE_SECONDS;
 /// assume with them, in order.
 ///
 /// ```
-/// use stslib::ProfileFiles;
+/// use stslib::profile::ProfileFiles;
 /// let files = ProfileFiles::from_strings(
 ///     "[profile admin]\nrole_arn = arn:aws:iam::123456789012:role/Admin\n\
 ///      source_profile = base\nmfa_serial = arn:aws:iam::111111111111:mfa/me\n",
@@ -100,7 +100,7 @@ impl Chain {
     /// session's chains start from its session token, which carries MFA).
     ///
     /// ```
-    /// use stslib::ProfileFiles;
+    /// use stslib::profile::ProfileFiles;
     /// let files = ProfileFiles::from_strings(
     ///     "[profile ops]\nrole_arn = arn:aws:iam::123456789012:role/Ops\nsource_profile = me\n\
     ///      mfa_serial = arn:aws:iam::123456789012:mfa/me\n",

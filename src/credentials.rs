@@ -7,6 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::secret::Secret;
+use crate::words::humanize;
 
 /// Long-lived or temporary access keys used to sign a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,12 +89,13 @@ impl Credentials {
         self.is_valid_at(OffsetDateTime::now_utc())
     }
 
-    /// Time left at `now` in words, e.g. `4 hours, 59 min` (see [`humanize`]).
+    /// Time left at `now` in words, e.g. `4 hours, 59 min`: the largest
+    /// non-zero unit and the one below it.
     pub fn humanized_remaining_at(&self, now: OffsetDateTime) -> String {
         humanize(self.remaining_at(now))
     }
 
-    /// Time left by the system clock in words (see [`humanize`]).
+    /// Time left by the system clock in words.
     pub fn humanized_remaining(&self) -> String {
         humanize(self.remaining())
     }
@@ -138,40 +140,6 @@ fn iso(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
-/// A duration in words, as the Python stslib prints time left: the largest
-/// non-zero unit and the one below it (omitted when zero). Units: `day(s)`,
-/// `hour(s)`, `min`, `sec`. Negative durations count as zero; sub-second
-/// remainders are dropped.
-///
-/// ```
-/// use stslib::humanize;
-/// use time::Duration;
-/// assert_eq!(humanize(Duration::seconds(4 * 3600 + 59 * 60 + 30)), "4 hours, 59 min");
-/// assert_eq!(humanize(Duration::seconds(12 * 60 + 5)), "12 min, 5 sec");
-/// assert_eq!(humanize(Duration::seconds(26 * 3600 + 120)), "1 day, 2 hours");
-/// assert_eq!(humanize(Duration::hours(1)), "1 hour");
-/// assert_eq!(humanize(Duration::seconds(59)), "59 sec");
-/// assert_eq!(humanize(Duration::seconds(-5)), "0 sec");
-/// ```
-pub fn humanize(d: Duration) -> String {
-    let secs = d.whole_seconds().max(0);
-    let parts = [
-        (secs / 86_400, "day", "days"),
-        (secs / 3600 % 24, "hour", "hours"),
-        (secs / 60 % 60, "min", "min"),
-        (secs % 60, "sec", "sec"),
-    ];
-    let word =
-        |(n, one, many): (i64, &str, &str)| format!("{n} {}", if n == 1 { one } else { many });
-    match parts.iter().position(|p| p.0 != 0) {
-        None => "0 sec".to_owned(),
-        Some(i) => match parts.get(i + 1) {
-            Some(next) if next.0 != 0 => format!("{}, {}", word(parts[i]), word(*next)),
-            _ => word(parts[i]),
-        },
-    }
-}
-
 /// Who a set of keys belongs to, from `GetCallerIdentity`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallerIdentity {
@@ -190,7 +158,7 @@ impl CallerIdentity {
     /// segment, so `user/ops/alice` gives `alice`); `None` otherwise.
     ///
     /// ```
-    /// use stslib::CallerIdentity;
+    /// use stslib::sts::CallerIdentity;
     /// let id = |arn: &str| CallerIdentity { account: "123456789012".into(), arn: arn.into(), user_id: "AIDAX".into() };
     /// assert_eq!(id("arn:aws:iam::123456789012:user/ops/alice").user_name(), Some("alice"));
     /// assert_eq!(id("arn:aws:iam::123456789012:user/bob").user_name(), Some("bob"));
@@ -208,7 +176,7 @@ impl CallerIdentity {
     /// (`assumed-role/ROLE/SESSION`) or a role's (`role/PATH/ROLE`).
     ///
     /// ```
-    /// use stslib::CallerIdentity;
+    /// use stslib::sts::CallerIdentity;
     /// let id = |arn: &str| CallerIdentity { account: "123456789012".into(), arn: arn.into(), user_id: "AROAX:s1".into() };
     /// assert_eq!(id("arn:aws:sts::123456789012:assumed-role/Admin/s1").role_name(), Some("Admin"));
     /// assert_eq!(id("arn:aws:iam::123456789012:role/team/Admin").role_name(), Some("Admin"));

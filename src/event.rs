@@ -47,24 +47,42 @@ pub enum Event {
 }
 
 /// The list of subscribers; events go to each, disconnected ones are pruned.
+/// Closing drops every sender (the streams end) and refuses new ones.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
-    senders: Mutex<Vec<Sender<Event>>>,
+    senders: Mutex<Senders>,
+}
+
+#[derive(Debug, Default)]
+struct Senders {
+    list: Vec<Sender<Event>>,
+    closed: bool,
 }
 
 impl Subscribers {
+    /// A new stream; one that has already ended once closed.
     pub(crate) fn subscribe(&self) -> Receiver<Event> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        self.lock().push(tx);
+        let mut senders = self.lock();
+        if !senders.closed {
+            senders.list.push(tx);
+        }
         rx
     }
 
     pub(crate) fn send(&self, event: Event) {
         let mut senders = self.lock();
-        senders.retain(|tx| tx.send(event.clone()).is_ok());
+        senders.list.retain(|tx| tx.send(event.clone()).is_ok());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<Event>>> {
+    /// Ends every stream; later events and subscriptions go nowhere.
+    pub(crate) fn close(&self) {
+        let mut senders = self.lock();
+        senders.closed = true;
+        senders.list.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Senders> {
         // A panic while holding this lock cannot leave the Vec inconsistent.
         self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -84,7 +102,26 @@ mod tests {
         assert!(matches!(b.try_recv(), Ok(Event::Ended)));
         drop(b);
         subs.send(Event::Halted);
-        assert_eq!(subs.lock().len(), 1);
+        assert_eq!(subs.lock().list.len(), 1);
         assert!(matches!(a.try_recv(), Ok(Event::Halted)));
+    }
+
+    #[test]
+    fn closing_ends_every_stream_and_later_ones_start_ended() {
+        let subs = Subscribers::default();
+        let a = subs.subscribe();
+        subs.send(Event::Halted);
+        subs.close();
+        subs.send(Event::Ended);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>().len(),
+            1,
+            "Halted, then the end"
+        );
+        let late = subs.subscribe();
+        assert!(matches!(
+            late.recv_timeout(std::time::Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
     }
 }

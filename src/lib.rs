@@ -24,7 +24,7 @@
 //!     }
 //! }
 //! // Later, from any thread: only valid credentials, never a network wait.
-//! if let Some(c) = session.current_credentials().get("prod") {
+//! if let Some(c) = session.valid_credentials().get("prod") {
 //!     println!("{} left", c.humanized_remaining());
 //! }
 //! session.halt()?; // or just drop it
@@ -36,22 +36,24 @@
 //!
 //! # Pieces
 //!
-//! - [`ProfileFiles`]: the AWS CLI's `config` and `credentials` files, parsed
-//!   and normalised as the AWS SDKs do; [`ProfileFiles::chain`] resolves a
-//!   profile to its static keys and `AssumeRole` hops.
+//! - [`profile::ProfileFiles`]: the AWS CLI's `config` and `credentials`
+//!   files, parsed and normalised as the AWS SDKs do;
+//!   [`profile::ProfileFiles::chain`] resolves a profile to its static keys
+//!   and `AssumeRole` hops.
 //! - [`StsClient`]: blocking, SigV4-signed `GetSessionToken`, `AssumeRole`,
 //!   `GetCallerIdentity` and IAM `ListMFADevices`, with retries for
 //!   throttling and 5xx, and typed errors ([`Error::Service`] carries the
-//!   HTTP status, AWS code, message and request id).
+//!   HTTP status, AWS code, message and request id); its request and answer
+//!   types are in [`sts`].
 //! - [`Credentials`]: the typed ("vault") form with start, expiration,
 //!   duration, remaining lifetime; [`Credentials::boto_map_exposing_secrets`]
 //!   gives the native STS field map ("boto").
 //! - [`Session`]: one session token, many roles, one refresher thread;
 //!   [`Event`]s by subscription.
-//! - [`Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
+//! - [`cache::Cache`]: the optional disk cache (`~/.stslib/cache`) that lets one
 //!   MFA prompt serve many processes; the `stslib credential-process`
 //!   command is built on it.
-//! - [`KmsClient`]: blocking `Encrypt`, `Decrypt`, `DescribeKey` (AWS JSON
+//! - [`kms::KmsClient`]: blocking `Encrypt`, `Decrypt`, `DescribeKey` (AWS JSON
 //!   1.1) on the same transport as the STS client; [`kmsauth`]: python-kmsauth
 //!   tokens ([`kmsauth::TokenGenerator`], [`kmsauth::TokenValidator`]) on it.
 //! - `stslib::emulator` (cargo feature `emulator`, off by default; this
@@ -93,16 +95,17 @@ mod error;
 #[allow(dead_code)]
 mod rand;
 mod secret;
+mod words;
 
 mod chain;
 mod limits;
 mod location;
-mod profile;
+pub mod profile;
 
 mod endpoint;
-mod kms;
+pub mod kms;
 mod sign;
-mod sts;
+pub mod sts;
 mod transport;
 mod wire;
 
@@ -113,32 +116,22 @@ mod schedule;
 mod session;
 mod slot;
 
-mod cache;
+pub mod cache;
 
 pub mod kmsauth;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use crate::cache::{Cache, CacheEntry, CacheLock, CacheUser, Cached, CACHE_DIR_ENV};
-pub use crate::credentials::AccessKey;
+// What the quick start touches; the rest is in the modules above
+// (`profile`, `sts`, `cache`, `clock`, `kms`, `kmsauth`, `emulator`).
+pub use crate::credentials::{AccessKey, Credentials};
 pub use crate::env::Env;
 pub use crate::error::{Error, Result, ServiceError};
 pub use crate::event::Event;
 pub use crate::limits::{DEFAULT_ROLE_LIFETIME, DEFAULT_TOKEN_LIFETIME};
 pub use crate::schedule::RefreshPolicy;
-pub use crate::secret::{Secret, REDACTED};
+pub use crate::secret::Secret;
 pub use crate::session::{RoleOutcomes, Session, SessionBuilder, TokenMiss, TokenOrigin};
 pub use crate::slot::CredentialSet;
-
-// -- profiles: re-exports from location/profile/chain go here --
-pub use crate::chain::{Chain, RoleHop, SourceKeys};
-pub use crate::location::{FileLocations, Platform};
-pub use crate::profile::{FileKind, Origin, Profile, ProfileFiles, Property};
-
-// -- sts: re-exports from credentials/endpoint/sts/wire go here --
-pub use crate::credentials::{humanize, AssumedRole, CallerIdentity, Credentials};
-pub use crate::kms::{
-    DecryptOutput, EncryptOutput, EncryptionContext, KeyMetadata, KmsClient, KmsClientBuilder,
-};
-pub use crate::sts::{AssumeRoleRequest, GetSessionTokenRequest, StsClient, StsClientBuilder};
+pub use crate::sts::{StsClient, StsClientBuilder};

@@ -57,7 +57,8 @@ impl Platform {
 /// environment.
 ///
 /// ```
-/// use stslib::{Env, FileLocations, Platform};
+/// use stslib::profile::{FileLocations, Platform};
+/// use stslib::Env;
 /// let env = Env::from_pairs([("HOME", "/home/u"), ("AWS_PROFILE", "dev")]);
 /// let loc = FileLocations::for_platform(&env, Platform::Unix);
 /// assert_eq!(loc.config.as_deref(), Some("/home/u/.aws/config".as_ref()));

@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-/// What `Debug` and `Display` print instead of a secret.
-pub const REDACTED: &str = "**redacted**";
+use crate::words::REDACTED;
 
 /// A secret string. `Debug` and `Display` print `**redacted**`; reading the
 /// value takes an explicit call to [`Secret::expose`].

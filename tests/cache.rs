@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use stslib::{Cache, CacheUser, Credentials, Env, Error, Secret};
+use stslib::cache::{Cache, CacheUser};
+use stslib::{Credentials, Env, Error, Secret};
 use time::OffsetDateTime;
 
 const SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
@@ -70,7 +71,7 @@ fn creds(valid_for: time::Duration) -> Credentials {
     }
 }
 
-fn cred(hit: stslib::Cached) -> Credentials {
+fn cred(hit: stslib::cache::Cached) -> Credentials {
     hit.credentials
 }
 
@@ -789,7 +790,8 @@ mod sessions {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use stslib::emulator::{Action, Emulator, Fault};
-    use stslib::{ProfileFiles, Session, TokenMiss, TokenOrigin};
+    use stslib::profile::ProfileFiles;
+    use stslib::{Session, TokenMiss, TokenOrigin};
 
     const KEY: &str = "AKIACACHESESSION0001";
     const USER_SECRET: &str = "cache/session/secret/000000000000000000000";

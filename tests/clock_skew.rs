@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use stslib::emulator::{Action, Emulator};
-use stslib::{AccessKey, ProfileFiles, Secret, Session, StsClient};
+use stslib::profile::ProfileFiles;
+use stslib::{AccessKey, Secret, Session, StsClient};
 
 const KEY: &str = "AKIACLOCKSKEWTEST001";
 const SECRET: &str = "clock/skew/secret/000000000000000000000000";
@@ -108,8 +109,8 @@ fn expiry_decisions_use_the_corrected_clock() {
     let skew = session.client().clock_skew();
     assert!((skew.whole_minutes() + 20).abs() <= 1, "{skew}");
     assert!(c.is_valid_at(raw_now + skew));
-    assert!(session.current_credentials().get("r").is_some());
-    assert!(session.credentials_for("r").is_some());
+    assert!(session.valid_credentials().get("r").is_some());
+    assert!(session.valid_credentials_for("r").is_some());
     // start_time is on STS's clock too, so the duration is the real one.
     assert!((c.duration().whole_seconds() - 900).abs() <= 2);
     session.halt().unwrap();

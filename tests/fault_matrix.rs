@@ -10,9 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stslib::emulator::{Action, Emulator, Fault};
-use stslib::{
-    AccessKey, AssumeRoleRequest, Error, Event, GetSessionTokenRequest, Secret, Session, StsClient,
-};
+use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
+use stslib::{AccessKey, Error, Event, Secret, Session, StsClient};
 use time::OffsetDateTime;
 
 const KEY: &str = "AKIAFAULTMATRIX00001";
@@ -45,11 +44,11 @@ fn client(emu: &Emulator) -> StsClient {
         .unwrap()
 }
 
-fn assume(emu: &Emulator) -> stslib::Result<stslib::AssumedRole> {
+fn assume(emu: &Emulator) -> stslib::Result<stslib::sts::AssumedRole> {
     client(emu).assume_role(&user(), &AssumeRoleRequest::new(ROLE, "matrix-test"))
 }
 
-fn service_code(r: &stslib::Result<stslib::AssumedRole>) -> (u16, String) {
+fn service_code(r: &stslib::Result<stslib::sts::AssumedRole>) -> (u16, String) {
     match r {
         Err(Error::Service(e)) => (e.status, e.code.clone()),
         other => panic!("expected a service error, got {other:?}"),
@@ -58,7 +57,7 @@ fn service_code(r: &stslib::Result<stslib::AssumedRole>) -> (u16, String) {
 
 /// `fault` on the first `times` AssumeRole calls; returns the outcome and
 /// how many AssumeRole requests the emulator saw.
-fn with_fault(fault: Fault, times: usize) -> (stslib::Result<stslib::AssumedRole>, usize) {
+fn with_fault(fault: Fault, times: usize) -> (stslib::Result<stslib::sts::AssumedRole>, usize) {
     let emu = emulator();
     emu.inject(Action::AssumeRole, fault, times);
     let r = assume(&emu);
@@ -293,7 +292,7 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
     let outcomes = session.generate_credentials(&["r1"]).unwrap();
     assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
     assert!(session.is_refreshing());
-    let old = session.credentials_for("r1").unwrap();
+    let old = session.valid_credentials_for("r1").unwrap();
     let first = emu.request_count(Action::AssumeRole);
     emu.inject(Action::AssumeRole, fault.clone(), times);
 
@@ -307,7 +306,7 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let before = OffsetDateTime::now_utc();
-                let set = session.current_credentials();
+                let set = session.valid_credentials();
                 match set.get("r1") {
                     Some(c) => {
                         if c.expiration <= before {
@@ -334,7 +333,7 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
                 assert_eq!(profile, "r1");
                 // The old credentials are still what readers get.
                 let now = OffsetDateTime::now_utc();
-                let held = session.credentials_for("r1");
+                let held = session.valid_credentials_for("r1");
                 assert_eq!(
                     held.as_ref().map(|c| c.access_key_id.as_str()),
                     Some(old.access_key_id.as_str()),
@@ -365,7 +364,7 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
     let Some(Event::Refreshed { expiration, .. }) = refreshed else {
         unreachable!()
     };
-    let new = session.credentials_for("r1").unwrap();
+    let new = session.valid_credentials_for("r1").unwrap();
     assert_ne!(new.access_key_id, old.access_key_id);
     assert_eq!(new.expiration, expiration);
     assert!(new.expiration > old.expiration);

@@ -14,7 +14,9 @@ use std::time::Duration;
 use common::responder::Responder;
 use common::TempDir;
 use proptest::prelude::*;
-use stslib::{AccessKey, Cache, CacheUser, Error, ProfileFiles, Secret, StsClient};
+use stslib::cache::{Cache, CacheUser};
+use stslib::profile::ProfileFiles;
+use stslib::{AccessKey, Error, Secret, StsClient};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -367,8 +369,8 @@ fn client(url: &str) -> StsClient {
 
 /// Every call of the client on the body set in `server`.
 fn call_all(c: &StsClient) -> Vec<Result<(), Error>> {
-    let gst = stslib::GetSessionTokenRequest::new();
-    let ar = stslib::AssumeRoleRequest::new("arn:aws:iam::123456789012:role/r", "s1");
+    let gst = stslib::sts::GetSessionTokenRequest::new();
+    let ar = stslib::sts::AssumeRoleRequest::new("arn:aws:iam::123456789012:role/r", "s1");
     vec![
         c.get_caller_identity(&keys()).map(drop),
         c.get_session_token(&keys(), &gst).map(drop),

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::{alice_files, emulator_with_alice, init_logger, role_profiles, session_builder};
 use stslib::emulator::{Action, Emulator, Fault, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
+use stslib::kms::{EncryptionContext, KmsClient};
 use stslib::kmsauth::{TokenGenerator, TokenRejection, TokenValidator, UserType};
-use stslib::{AccessKey, EncryptionContext, Env, Error, KmsClient, Secret};
+use stslib::{AccessKey, Env, Error, Secret};
 
 const REGION: &str = "us-east-1";
 const SERVICE: &str = "alias/authnz-service";
@@ -419,9 +420,9 @@ fn session_role_credentials_sign_kms_calls() {
         .endpoint(emu.endpoint())
         .build()
         .unwrap();
-    let keys = session.credentials_for("svc").unwrap().access_key();
+    let keys = session.valid_credentials_for("svc").unwrap().access_key();
     assert!(shared.describe_key(&keys, SERVICE).is_ok());
-    let role_key = session.credentials_for("svc").unwrap().access_key_id;
+    let role_key = session.valid_credentials_for("svc").unwrap().access_key_id;
     let enc = emu
         .requests()
         .into_iter()

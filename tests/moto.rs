@@ -27,10 +27,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stslib::{
-    AccessKey, AssumeRoleRequest, Env, Error, GetSessionTokenRequest, ProfileFiles, Secret,
-    Session, StsClient,
-};
+use stslib::profile::ProfileFiles;
+use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
+use stslib::{AccessKey, Env, Error, Secret, Session, StsClient};
 
 const MFA_CODE: &str = "123456";
 
@@ -521,7 +520,7 @@ fn session_finds_mfa_serial_through_iam() {
     let mut outcomes = session.generate_credentials(&["a"]).unwrap();
     let e = service_error(outcomes.remove("a").expect("an outcome for a"));
     assert_eq!((e.code.as_str(), e.status), ("InvalidClientTokenId", 403));
-    assert!(session.current_credentials().is_empty());
+    assert!(session.valid_credentials().is_empty());
     session.halt().unwrap();
 }
 
@@ -569,7 +568,7 @@ fn session_flow_with_three_roles() {
     for (profile, outcome) in &outcomes {
         assert!(outcome.is_ok(), "{profile}: {outcome:?}");
     }
-    let current = session.current_credentials();
+    let current = session.valid_credentials();
     assert_eq!(
         current.iter().map(|(p, _)| p).collect::<Vec<_>>(),
         ["a", "b", "c"]
@@ -585,7 +584,7 @@ fn session_flow_with_three_roles() {
     }
     session.halt().unwrap();
     // Credentials stay readable after halt.
-    assert_eq!(session.current_credentials().len(), 3);
+    assert_eq!(session.valid_credentials().len(), 3);
 }
 
 /// boto3 (botocore's own credential_process provider) runs the built

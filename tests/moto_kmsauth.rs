@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use stslib::kms::KmsClient;
 use stslib::kmsauth::{TokenGenerator, TokenValidator, UserType};
-use stslib::{AccessKey, Env, Error, KmsClient, Secret};
+use stslib::{AccessKey, Env, Error, Secret};
 use time::OffsetDateTime;
 
 // ---------------------------------------------------------------- harness

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use stslib::{Env, Error, FileLocations, Platform, ProfileFiles};
+use stslib::profile::{FileLocations, Platform, ProfileFiles};
+use stslib::{Env, Error};
 
 fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -246,7 +247,7 @@ fn config_text(input: &Value) -> String {
 }
 
 /// A chain in the conformance output shape.
-fn chain_json(chain: &stslib::Chain) -> Value {
+fn chain_json(chain: &stslib::profile::Chain) -> Value {
     let mut key = Map::new();
     key.insert(
         "access_key_id".into(),

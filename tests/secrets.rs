@@ -24,17 +24,17 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use common::{eventually, fast_policy, wait_event};
+use stslib::cache::Cache;
 use stslib::emulator::{Action, Emulator, Fault};
-use stslib::{
-    AccessKey, AssumeRoleRequest, Cache, Credentials, Env, Error, Event, GetSessionTokenRequest,
-    ProfileFiles, Secret, Session, StsClient,
-};
+use stslib::profile::ProfileFiles;
+use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
+use stslib::{AccessKey, Credentials, Env, Error, Event, Secret, Session, StsClient};
 
 // ---- The test secrets -------------------------------------------------------
 
 const USER: &str = "alice";
 const USER_KEY: &str = "AKIASECRETSTEST00001";
-const CACHE_USER: stslib::CacheUser<'static> = stslib::CacheUser {
+const CACHE_USER: stslib::cache::CacheUser<'static> = stslib::cache::CacheUser {
     profile: USER,
     access_key_id: USER_KEY,
 };
@@ -351,7 +351,7 @@ fn session_flows_leak_nothing() {
             shown.debug("Event", e);
         }
         assert!(e.is_some(), "no refresh: {seen:?}");
-        for (_, c) in session.current_credentials().iter() {
+        for (_, c) in session.valid_credentials().iter() {
             learn(c);
         }
         rounds += 1;
@@ -374,10 +374,10 @@ fn session_flows_leak_nothing() {
         matches!(e, Event::Refreshed { .. })
     });
     assert!(e.is_some(), "no recovery: {seen:?}");
-    for (_, c) in session.current_credentials().iter() {
+    for (_, c) in session.valid_credentials().iter() {
         learn(c);
     }
-    let set = session.current_credentials();
+    let set = session.valid_credentials();
     shown.debug("CredentialSet", &set);
     shown.debug("Session", &session);
     shown.debug("StsClient", session.client());
@@ -453,7 +453,7 @@ fn token_renewal_with_mfa_provider_leaks_nothing() {
     });
     assert!(e.is_some(), "no renewal: {seen:?}");
     learn(&session.session_token().unwrap());
-    for (_, c) in session.current_credentials().iter() {
+    for (_, c) in session.valid_credentials().iter() {
         learn(c);
     }
     for e in seen.iter().chain(&e) {

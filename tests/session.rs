@@ -72,7 +72,7 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let before = session.clock().now();
-                let set = session.current_credentials();
+                let set = session.valid_credentials();
                 polls.fetch_add(1, Ordering::Relaxed);
                 if set.len() != roles.len() {
                     let have: Vec<_> = set.iter().map(|(p, _)| p.to_owned()).collect();
@@ -106,7 +106,7 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                 } = &e
                 {
                     // Published before announced: readers already see it.
-                    let held = session.credentials();
+                    let held = session.latest_credentials();
                     let c = held.get(profile).expect("refreshed profile is held");
                     assert!(c.expiration >= *expiration, "{profile}: event before swap");
                     // Each credential is one the emulator issued for this
@@ -195,7 +195,7 @@ fn a_held_snapshot_never_changes_and_sets_are_whole() {
         .generate_session_token(TOKEN_LIFETIME, None)
         .unwrap();
     session.generate_credentials(&refs(&roles)).unwrap();
-    let held = session.current_credentials();
+    let held = session.valid_credentials();
     let before: Vec<(String, String)> = held
         .iter()
         .map(|(p, c)| (p.to_owned(), c.access_key_id.clone()))
@@ -216,7 +216,7 @@ fn a_held_snapshot_never_changes_and_sets_are_whole() {
         .map(|(p, c)| (p.to_owned(), c.access_key_id.clone()))
         .collect();
     assert_eq!(before, after_held, "a held snapshot changed");
-    let now = session.current_credentials();
+    let now = session.valid_credentials();
     assert_eq!(now.len(), 3);
     for (p, key) in &before {
         assert_ne!(&now.get(p).unwrap().access_key_id, key, "{p} not replaced");
@@ -245,7 +245,7 @@ fn a_failed_refresh_keeps_the_old_credentials_then_recovers() {
         .unwrap();
     let events = session.subscribe();
     session.generate_credentials(&refs(&roles)).unwrap();
-    let old = session.credentials_for("r1").unwrap();
+    let old = session.valid_credentials_for("r1").unwrap();
     // One whole refresh fails with 503s (the client's 3 attempts), the
     // next with AccessDenied; the one after that succeeds.
     emu.inject(Action::AssumeRole, Fault::unavailable(), 3);
@@ -258,7 +258,9 @@ fn a_failed_refresh_keeps_the_old_credentials_then_recovers() {
             assert_eq!(profile, "r1");
             codes.push(error.code().map(str::to_owned));
             // The old credentials are still what readers get.
-            let now = session.credentials_for("r1").expect("old ones still valid");
+            let now = session
+                .valid_credentials_for("r1")
+                .expect("old ones still valid");
             assert_eq!(now.access_key_id, old.access_key_id);
             assert!(now.is_valid_at(session.clock().now()));
             false
@@ -274,7 +276,7 @@ fn a_failed_refresh_keeps_the_old_credentials_then_recovers() {
             Some("AccessDenied".into())
         ]
     );
-    let new = session.credentials_for("r1").unwrap();
+    let new = session.valid_credentials_for("r1").unwrap();
     assert_ne!(new.access_key_id, old.access_key_id);
     assert!(new.expiration > old.expiration);
     assert!(session.is_refreshing());
@@ -301,7 +303,7 @@ fn one_failing_role_does_not_abort_the_others_unless_strict() {
     let err = outcomes["r2"].as_ref().unwrap_err();
     assert_eq!(err.code(), Some("AccessDenied"), "{err}");
     assert!(matches!(err, Error::Service(_)));
-    let set = session.credentials();
+    let set = session.latest_credentials();
     assert_eq!(set.iter().map(|(p, _)| p).collect::<Vec<_>>(), ["r1", "r3"]);
 
     let strict = session_builder(&emu.endpoint(), files, "alice")
@@ -311,7 +313,7 @@ fn one_failing_role_does_not_abort_the_others_unless_strict() {
     strict.generate_session_token(TOKEN_LIFETIME, None).unwrap();
     let err = strict.generate_credentials(&refs(&roles)).unwrap_err();
     assert_eq!(err.code(), Some("AccessDenied"), "{err}");
-    assert!(strict.credentials().is_empty());
+    assert!(strict.latest_credentials().is_empty());
     assert!(!strict.is_refreshing());
     // With only good roles, strict succeeds.
     let ok = strict.generate_credentials(&["r1", "r3"]).unwrap();
@@ -336,7 +338,7 @@ fn bad_profiles_fail_before_any_network_call() {
         "[alice]\naws_access_key_id = {ALICE_KEY}\naws_secret_access_key = {ALICE_SECRET}\n\
          [bob]\naws_access_key_id = AKIABOBEXAMPLE000001\naws_secret_access_key = bob-secret\n"
     );
-    let files = stslib::ProfileFiles::from_strings(&config, &credentials).unwrap();
+    let files = stslib::profile::ProfileFiles::from_strings(&config, &credentials).unwrap();
 
     // A role profile cannot be a session's user.
     let err = session_builder(&emu.endpoint(), files.clone(), "r1")
@@ -368,7 +370,7 @@ fn bad_profiles_fail_before_any_network_call() {
         "{err:?}"
     );
     assert_eq!(emu.request_count(Action::Any), before);
-    assert!(session.credentials().is_empty());
+    assert!(session.latest_credentials().is_empty());
 }
 
 #[test]
@@ -690,7 +692,7 @@ fn mfa_serial_resolution_order() {
     assert_eq!(gst.serial_number.as_deref(), Some(ALICE_MFA));
 
     // 5. A user without a device: none.
-    let files = stslib::ProfileFiles::from_strings(
+    let files = stslib::profile::ProfileFiles::from_strings(
         "[profile bob]\n",
         "[bob]\naws_access_key_id = AKIABOBEXAMPLE000001\naws_secret_access_key = bob-secret\n",
     )
@@ -722,7 +724,7 @@ fn fifty_roles_fan_out() {
     // Serial would be 50 x 200 ms = 10 s; generous bound at half of that.
     assert!(took < delay * 25, "took {took:?}");
     assert_eq!(emu.request_count(Action::AssumeRole), 50);
-    assert_eq!(session.current_credentials().len(), 50);
+    assert_eq!(session.valid_credentials().len(), 50);
     // That the fan-out threads are joined is checked in tests/shutdown.rs,
     // where no other test's threads run alongside.
 }
@@ -750,7 +752,7 @@ fn several_sessions_are_independent() {
             &format!("[{name}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n");
     }
     let emu = emu.start().unwrap();
-    let files = stslib::ProfileFiles::from_strings(&config, &credentials).unwrap();
+    let files = stslib::profile::ProfileFiles::from_strings(&config, &credentials).unwrap();
     let sessions: Vec<(Session, _)> = users
         .iter()
         .map(|(name, ..)| {
@@ -773,7 +775,7 @@ fn several_sessions_are_independent() {
     let mut all_keys = BTreeSet::new();
     for (s, _) in &sessions {
         let p = &s.profile()[..1];
-        let set = s.credentials();
+        let set = s.latest_credentials();
         assert_eq!(
             set.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>(),
             [format!("{p}1"), format!("{p}2")]
@@ -803,7 +805,7 @@ fn several_sessions_are_independent() {
 }
 
 #[test]
-fn credentials_keeps_expired_ones_current_credentials_drops_them() {
+fn latest_credentials_keep_expired_ones_valid_credentials_drop_them() {
     init_logger();
     let t = ManualClock::starting_now();
     let emu = emulator_with_alice(Duration::from_secs(1))
@@ -819,10 +821,10 @@ fn credentials_keeps_expired_ones_current_credentials_drops_them() {
         .generate_session_token(TOKEN_LIFETIME, None)
         .unwrap();
     session.generate_credentials(&refs(&roles)).unwrap();
-    assert_eq!(session.current_credentials().len(), 2);
+    assert_eq!(session.valid_credentials().len(), 2);
     session.halt().unwrap();
     let latest = session
-        .credentials()
+        .latest_credentials()
         .iter()
         .map(|(_, c)| c.expiration)
         .max()
@@ -830,11 +832,11 @@ fn credentials_keeps_expired_ones_current_credentials_drops_them() {
     // Just past the latest expiration: the end counts as expired.
     t.set(latest);
 
-    let all = session.credentials();
+    let all = session.latest_credentials();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|(_, c)| !c.is_valid_at(t.now())));
-    assert!(session.current_credentials().is_empty());
-    assert!(session.credentials_for("r1").is_none());
+    assert!(session.valid_credentials().is_empty());
+    assert!(session.valid_credentials_for("r1").is_none());
     let now = session.clock().now();
     assert!(session.session_token().is_some_and(|c| !c.is_valid_at(now)));
 }
@@ -853,7 +855,7 @@ fn boto_maps_have_sts_profile_keys() {
         .generate_session_token(TOKEN_LIFETIME, None)
         .unwrap();
     session.generate_credentials(&refs(&roles)).unwrap();
-    let set = session.current_credentials();
+    let set = session.valid_credentials();
     let maps = set.boto_maps_exposing_secrets();
     assert_eq!(
         maps.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -934,4 +936,43 @@ fn a_panicking_mfa_provider_ends_the_refresher_cleanly_with_an_event() {
         .generate_session_token(TOKEN_LIFETIME, None)
         .unwrap_err();
     assert!(matches!(err, Error::MfaProvider { .. }), "{err:?}");
+}
+
+#[test]
+fn event_streams_end_when_the_session_halts() {
+    init_logger();
+    let t = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(60))
+        .clock(t.clock())
+        .start()
+        .unwrap();
+    let (roles, config) = names(1);
+    let session = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .clock(t.clock())
+        .mfa_provider(no_code)
+        .build()
+        .unwrap();
+    session
+        .generate_session_token(TOKEN_LIFETIME, None)
+        .unwrap();
+    let events = session.subscribe();
+    session.generate_credentials(&refs(&roles)).unwrap();
+    assert!(session.is_refreshing());
+    session.halt().unwrap();
+    // Halted, then the end of the stream: an iterator stops by itself.
+    let seen: Vec<Event> = events.iter().collect();
+    assert!(matches!(seen.as_slice(), [Event::Halted]), "{seen:?}");
+    // A subscriber joining after the halt gets an ended stream, not a hang.
+    let late = session.subscribe();
+    assert!(matches!(
+        late.recv_timeout(Duration::from_secs(5)),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    ));
+    // Dropping a session ends its streams too.
+    let other = session_builder(&emu.endpoint(), alice_files("", &config), "alice")
+        .build()
+        .unwrap();
+    let events = other.subscribe();
+    drop(other);
+    assert_eq!(events.iter().count(), 0);
 }

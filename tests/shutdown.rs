@@ -104,7 +104,7 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         std::thread::sleep(Duration::from_millis(100));
         assert!(events.try_recv().is_err(), "second halt did something");
         // Credentials already held stay readable.
-        assert_eq!(s.current_credentials().len(), 2);
+        assert_eq!(s.valid_credentials().len(), 2);
     }
 
     // Drop halts and joins.
@@ -129,7 +129,7 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         assert!(matches!(events.try_recv(), Ok(Event::Halted)));
         assert!(refresh_threads_are(1), "{} threads", refresh_threads());
         assert!(s.is_refreshing());
-        assert_eq!(s.credentials().len(), 2);
+        assert_eq!(s.latest_credentials().len(), 2);
         generate(&s, &roles);
         assert!(refresh_threads_are(1), "{} threads", refresh_threads());
         drop(s);
@@ -171,7 +171,7 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         // Move the clock until the refresh is stuck in the stalled request
         // (recorded when it arrives).
         while emu.request_count(Action::AssumeRole) < 2 {
-            assert!(clock.now() < s.credentials().get(&roles[0]).unwrap().expiration);
+            assert!(clock.now() < s.latest_credentials().get(&roles[0]).unwrap().expiration);
             clock.advance(Duration::from_millis(100));
             clock.settle(Duration::from_millis(200));
         }

@@ -60,7 +60,7 @@ impl Reads {
     }
 }
 
-/// Polls `current_credentials()` until `stop`, checking every read.
+/// Polls `valid_credentials()` until `stop`, checking every read.
 fn reader(session: &stslib::Session, stop: &AtomicBool, reads: &Reads) {
     // The latest expiration seen per role: a reader never goes back to
     // older credentials.
@@ -68,7 +68,7 @@ fn reader(session: &stslib::Session, stop: &AtomicBool, reads: &Reads) {
     while !stop.load(Ordering::Relaxed) {
         let before = OffsetDateTime::now_utc();
         let started = Instant::now();
-        let set = session.current_credentials();
+        let set = session.valid_credentials();
         let took = started.elapsed();
         for (profile, c) in set.iter() {
             if c.expiration <= before {
@@ -171,7 +171,7 @@ fn roles_refresh_thousands_of_times_under_random_faults() {
     });
     // Every role is still held (possibly expired during a long failure
     // streak, but never dropped) and the refresher still runs.
-    assert_eq!(session.credentials().len(), ROLES);
+    assert_eq!(session.latest_credentials().len(), ROLES);
     assert!(
         session.is_refreshing(),
         "refresher stopped; events {other:?}"

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 use common::responder::{reply, Responder, Step};
 
 use stslib::clock::ManualClock;
-use stslib::{AccessKey, AssumeRoleRequest, Error, GetSessionTokenRequest, Secret, StsClient};
+use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
+use stslib::{AccessKey, Error, Secret, StsClient};
 
 fn user_keys() -> AccessKey {
     AccessKey {

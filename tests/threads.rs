@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{emulator_with_alice, role_arn, ALICE_KEY, ALICE_SECRET};
-use stslib::{AccessKey, AssumeRoleRequest, Secret, StsClient};
+use stslib::sts::AssumeRoleRequest;
+use stslib::{AccessKey, Secret, StsClient};
 
 /// Threads that have allocated at least once.
 static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);

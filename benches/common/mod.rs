@@ -15,7 +15,8 @@
 use std::time::{Duration, Instant};
 
 use stslib::emulator::Emulator;
-use stslib::{ProfileFiles, RefreshPolicy, Session};
+use stslib::profile::ProfileFiles;
+use stslib::{RefreshPolicy, Session};
 
 /// The IAM user every bench's emulator knows.
 pub const USER: &str = "alice";

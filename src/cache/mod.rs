@@ -191,7 +191,8 @@ impl CacheEntry {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use stslib::{Cache, CacheUser, Env};
+/// use stslib::cache::{Cache, CacheUser};
+/// use stslib::Env;
 ///
 /// let cache = Cache::from_env(&Env::process())?;
 /// let alice = CacheUser::new("alice", "AKIAIOSFODNN7EXAMPLE");
@@ -357,7 +358,8 @@ impl Cache {
     ///
     /// ```
     /// use std::path::Path;
-    /// use stslib::{Cache, Env};
+    /// use stslib::cache::Cache;
+    /// use stslib::Env;
     ///
     /// let env = Env::from_pairs([("HOME", "/home/u")]);
     /// assert_eq!(Cache::default_dir(&env).as_deref(), Some(Path::new("/home/u/.stslib/cache")));

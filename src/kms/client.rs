@@ -26,7 +26,8 @@ const MAX_PLAINTEXT: usize = 4096;
 /// skew). One region: KMS keys live in one.
 ///
 /// ```no_run
-/// use stslib::{AccessKey, KmsClient, Secret};
+/// use stslib::kms::KmsClient;
+/// use stslib::{AccessKey, Secret};
 /// let kms = KmsClient::builder().region("eu-west-1").build()?;
 /// let keys = AccessKey {
 ///     access_key_id: "AKIAEXAMPLE".into(),

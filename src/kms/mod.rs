@@ -3,8 +3,8 @@
 //! `kms`), on the transport the STS client uses (agent, TLS, proxy,
 //! timeouts, retries, clock-skew learning).
 //!
-//! Only what kmsauth needs: [`crate::kmsauth`] builds on the [`Kms`] trait,
-//! which [`KmsClient`] implements and unit tests fake.
+//! Only what kmsauth needs: [`crate::kmsauth`] builds on a crate-private
+//! `Kms` trait, which [`KmsClient`] implements and unit tests fake.
 
 pub(crate) mod client;
 pub(crate) mod json;

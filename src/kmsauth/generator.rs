@@ -42,7 +42,8 @@ pub struct Token {
 ///
 /// ```no_run
 /// use stslib::kmsauth::{TokenGenerator, UserType};
-/// use stslib::{KmsClient, Session};
+/// use stslib::kms::KmsClient;
+/// use stslib::Session;
 ///
 /// let session = Session::builder().profile("alice").build()?;
 /// session.generate_credentials(&["svc-a-role"])?;

@@ -23,7 +23,8 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use stslib::kmsauth::{TokenGenerator, TokenValidator, UserType};
-//! use stslib::{KmsClient, Session};
+//! use stslib::kms::KmsClient;
+//! use stslib::Session;
 //!
 //! let session = Session::builder().profile("alice").build()?;
 //! session.generate_session_token(Duration::from_secs(12 * 3600), Some("123456"))?;

@@ -67,7 +67,8 @@ struct CacheKey {
 ///
 /// ```no_run
 /// use stslib::kmsauth::TokenValidator;
-/// use stslib::{KmsClient, Session};
+/// use stslib::kms::KmsClient;
+/// use stslib::Session;
 ///
 /// let session = Session::builder().profile("alice").build()?;
 /// session.generate_credentials(&["confidant"])?;

@@ -61,11 +61,14 @@ use std::sync::Arc;
 
 mod parse;
 
+pub use crate::chain::{Chain, RoleHop, SourceKeys};
+pub use crate::location::{FileLocations, Platform};
+
 use self::parse::{parse_file, Section, SectionKind, WS};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::location::{expand_tilde, home_dir, FileLocations, Platform};
-use crate::secret::REDACTED;
+use crate::location::{expand_tilde, home_dir};
+use crate::words::REDACTED;
 
 /// What `Error::Parse` and [`Origin`] name as the file for text given to
 /// [`ProfileFiles::from_strings`].
@@ -184,7 +187,7 @@ impl Property {
     /// should redact them unless asked not to.
     ///
     /// ```
-    /// use stslib::ProfileFiles;
+    /// use stslib::profile::ProfileFiles;
     /// let files = ProfileFiles::from_strings(
     ///     "",
     ///     "[p]\naws_access_key_id = AKIA1\n  aws_secret_access_key = s3cr3t\nregion = x\n",
@@ -251,7 +254,7 @@ impl Profile {
     /// section, as the AWS SDKs read it:
     ///
     /// ```
-    /// use stslib::ProfileFiles;
+    /// use stslib::profile::ProfileFiles;
     /// let files = ProfileFiles::from_strings(
     ///     "[profile dev]\nservices = local\n\
     ///      [services local]\nsts =\n  endpoint_url = http://127.0.0.1:5000\n",
@@ -315,7 +318,7 @@ impl fmt::Debug for Profile {
 /// The AWS config and credentials files, parsed and merged.
 ///
 /// ```
-/// use stslib::ProfileFiles;
+/// use stslib::profile::ProfileFiles;
 /// let files = ProfileFiles::from_strings(
 ///     "[profile dev]\nregion = eu-west-1\n",
 ///     "[dev]\naws_access_key_id = AKIAEXAMPLE\n",

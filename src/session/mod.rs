@@ -31,7 +31,7 @@ pub use cache_flow::{TokenMiss, TokenOrigin};
 ///
 /// The thread (named `stslib-refresh`) runs only while there is something to
 /// refresh; [`halt`](Session::halt) and `Drop` stop and join it. Readers
-/// ([`current_credentials`](Session::current_credentials) and friends) take
+/// ([`valid_credentials`](Session::valid_credentials) and friends) take
 /// a snapshot swapped in whole by each refresh: they never wait on the
 /// network and never see a half-updated set.
 #[must_use = "dropping a Session halts its refresher thread"]
@@ -146,10 +146,17 @@ impl Session {
     ///
     /// Unknown profiles, profiles without `role_arn` and profiles sourced
     /// from another user fail the call before any network call.
-    pub fn generate_credentials(&self, profiles: &[&str]) -> Result<RoleOutcomes> {
+    ///
+    /// `profiles` is any list of names: `&["dev", "prod"]`, a `Vec<String>`,
+    /// an iterator of `&str`.
+    pub fn generate_credentials<I>(&self, profiles: I) -> Result<RoleOutcomes>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
         let specs = profiles
-            .iter()
-            .map(|p| self.role_spec(p))
+            .into_iter()
+            .map(|p| self.role_spec(p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         // Cached role credentials with more than their refresh window left
         // need no session token at all.
@@ -312,20 +319,22 @@ impl Session {
         self.shared.slot.get().token.as_deref().cloned()
     }
 
-    /// Role credentials that are valid now; expired ones are left out.
-    /// Cheap: no lock is held across I/O and nothing waits on the network.
+    /// Role credentials that are valid now (by the session's clock);
+    /// expired ones are left out. Cheap: one read lock and one clock read,
+    /// nothing waits on the network.
     #[inline]
-    pub fn current_credentials(&self) -> CredentialSet {
+    pub fn valid_credentials(&self) -> CredentialSet {
         self.shared.slot.valid_now(&self.shared.clock)
     }
 
-    /// The latest role credentials, expired or not.
-    pub fn credentials(&self) -> CredentialSet {
+    /// The latest role credentials, **expired or not** (see
+    /// [`valid_credentials`](Self::valid_credentials) for only valid ones).
+    pub fn latest_credentials(&self) -> CredentialSet {
         CredentialSet::all(self.shared.slot.get())
     }
 
-    /// Valid credentials of one profile, if any.
-    pub fn credentials_for(&self, profile: &str) -> Option<Credentials> {
+    /// Credentials of one profile if they are valid now, else `None`.
+    pub fn valid_credentials_for(&self, profile: &str) -> Option<Credentials> {
         let snap = self.shared.slot.get();
         snap.roles
             .get(profile)
@@ -334,7 +343,10 @@ impl Session {
     }
 
     /// A new subscription to this session's [`Event`]s. Dropping the
-    /// receiver unsubscribes.
+    /// receiver unsubscribes. The stream ends (the receiver reports
+    /// disconnection, an iterator over it stops) when the session is halted
+    /// or dropped, after the [`Event::Halted`] it gets if a refresher ran;
+    /// subscribing after that gives a stream that has already ended.
     pub fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
         self.shared.subscribers.subscribe()
     }
@@ -346,12 +358,17 @@ impl Session {
             .is_some_and(|r| !r.is_finished())
     }
 
-    /// Stops the refresher thread and waits for it. Returns promptly when
-    /// idle; mid-request, within the STS client's timeouts. A panic inside
-    /// the thread is returned here as an error. Credentials already held stay
-    /// readable. Calling it again is a no-op.
+    /// Stops the refresher thread and waits for it, then ends every event
+    /// stream (see [`subscribe`](Self::subscribe)). Returns promptly when
+    /// idle; mid-request, within the STS client's timeouts; inside the MFA
+    /// provider, at once (the thread is left to end when the provider
+    /// returns, without using its answer). A panic inside the thread is
+    /// returned here as an error. Credentials already held stay readable.
+    /// Calling it again is a no-op.
     pub fn halt(&self) -> Result<()> {
-        self.halt_refresher()
+        let halted = self.halt_refresher();
+        self.shared.subscribers.close();
+        halted
     }
 
     /// The lifetime to ask for a session token the session gets by itself:
@@ -411,7 +428,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Err(e) = self.halt_refresher() {
+        if let Err(e) = self.halt() {
             log::warn!("refresher of `{}` ended badly: {e}", self.shared.profile);
         }
     }

@@ -1,5 +1,5 @@
-//! The blocking STS (and IAM) client: the public API over the shared
-//! [`Transport`](crate::transport).
+//! The blocking STS (and IAM) client, its request types and its answers:
+//! the public API over the crate's shared transport.
 //!
 //! Protocol: AWS Query over `POST`, a form body encoded as botocore does
 //! (see `wire.rs`), signed for `sts` (or `iam`) over `host`, `content-type`
@@ -14,16 +14,16 @@ use std::fmt;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use time::OffsetDateTime;
 
 use crate::clock::Clock;
-use crate::credentials::{AccessKey, AssumedRole, CallerIdentity, Credentials};
+use crate::credentials::{AccessKey, Credentials};
 use crate::endpoint::{self, Endpoint, ProfileEndpoints, StsEndpointConfig};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::transport::{Reply, Request, Settings, Transport};
 use crate::wire;
 
+pub use crate::credentials::{AssumedRole, CallerIdentity};
 use request::check_user_name;
 pub use request::{AssumeRoleRequest, GetSessionTokenRequest};
 
@@ -40,7 +40,8 @@ const MAX_PAGES: usize = 100;
 /// to sign with, so one client serves a whole profile chain.
 ///
 /// ```no_run
-/// use stslib::{AccessKey, GetSessionTokenRequest, Secret, StsClient};
+/// use stslib::sts::GetSessionTokenRequest;
+/// use stslib::{AccessKey, Secret, StsClient};
 /// let client = StsClient::builder().region("eu-west-1").build()?;
 /// let keys = AccessKey {
 ///     access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
@@ -149,13 +150,13 @@ impl StsClientBuilder {
 
     /// Takes the profile's `region`, `endpoint_url`, the `sts` and `iam`
     /// endpoints of the `[services NAME]` section it names
-    /// ([`Profile::service_endpoint_url`](crate::Profile::service_endpoint_url)),
+    /// ([`Profile::service_endpoint_url`](crate::profile::Profile::service_endpoint_url)),
     /// `ignore_configured_endpoint_urls` and `sts_regional_endpoints =
     /// legacy` as the defaults they are in the AWS CLI; explicit
     /// [`region`](Self::region) and [`endpoint`](Self::endpoint) settings and
     /// the environment's endpoint variables still win. Defaults to no
     /// profile.
-    pub fn profile(mut self, profile: &crate::Profile) -> Self {
+    pub fn profile(mut self, profile: &crate::profile::Profile) -> Self {
         self.profile_region = profile.get("region").map(str::to_owned);
         self.profile_endpoint_url = profile.get("endpoint_url").map(str::to_owned);
         self.profile_sts_endpoint_url = profile.service_endpoint_url("sts").map(str::to_owned);
@@ -188,22 +189,6 @@ impl StsClientBuilder {
     /// IAM endpoint. `AWS_ENDPOINT_URL_STS` does not apply to IAM.
     pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
         self.iam_endpoint = Some(url.into());
-        self
-    }
-
-    /// The profile's `endpoint_url`, for STS and IAM, used when neither an
-    /// explicit endpoint, the environment's endpoint variables nor a
-    /// services section applies. Defaults to none.
-    pub fn profile_endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.profile_endpoint_url = Some(url.into());
-        self
-    }
-
-    /// `sts_regional_endpoints = legacy`: the regions AWS historically
-    /// served from `https://sts.amazonaws.com` use it again (signed for
-    /// `us-east-1`). Defaults to `false` (regional endpoints).
-    pub fn legacy_global_endpoint(mut self, legacy: bool) -> Self {
-        self.legacy_global_endpoint = legacy;
         self
     }
 
@@ -366,9 +351,10 @@ impl StsClient {
 
     /// `AssumeRole` for each request in turn, the first signed with `keys`
     /// and each next with the credentials of the one before: a profile's
-    /// chain (see [`Chain::assume_role_requests`](crate::Chain::assume_role_requests)).
+    /// chain (see
+    /// [`Chain::assume_role_requests`](crate::profile::Chain::assume_role_requests)).
     /// Returns the last role's answer; an empty chain is
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// [`Error::InvalidInput`].
     pub fn assume_role_chain(
         &self,
         keys: &AccessKey,
@@ -477,12 +463,6 @@ impl StsClient {
     /// applies: the `Date` header of the rejection sets it).
     pub fn clock_skew(&self) -> time::Duration {
         self.transport.clock_skew()
-    }
-
-    /// The current time by the client's clock, corrected by the learnt
-    /// skew: what expiry decisions should compare against.
-    pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from(self.transport.now())
     }
 
     /// The transport under this client, for other services' clients (KMS)

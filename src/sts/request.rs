@@ -11,7 +11,7 @@ use crate::secret::Secret;
 /// Parameters of `GetSessionToken`.
 ///
 /// ```
-/// use stslib::GetSessionTokenRequest;
+/// use stslib::sts::GetSessionTokenRequest;
 /// let req = GetSessionTokenRequest::new()
 ///     .duration_seconds(3600)
 ///     .serial_number("arn:aws:iam::123456789012:mfa/alice")
@@ -70,7 +70,7 @@ impl GetSessionTokenRequest {
 /// Parameters of `AssumeRole`.
 ///
 /// ```
-/// use stslib::AssumeRoleRequest;
+/// use stslib::sts::AssumeRoleRequest;
 /// let req = AssumeRoleRequest::new("arn:aws:iam::123456789012:role/Admin", "alice-cli")
 ///     .duration_seconds(3600)
 ///     .external_id("partner-42");

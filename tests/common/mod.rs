@@ -357,12 +357,12 @@ pub fn role_names(n: usize) -> Vec<String> {
 
 /// Profile files: alice's keys (in the credentials file), `[profile alice]`
 /// with `alice_config` lines, and `config` appended as is.
-pub fn alice_files(alice_config: &str, config: &str) -> stslib::ProfileFiles {
+pub fn alice_files(alice_config: &str, config: &str) -> stslib::profile::ProfileFiles {
     let config = format!("[profile alice]\n{alice_config}\n{config}");
     let credentials = format!(
         "[alice]\naws_access_key_id = {ALICE_KEY}\naws_secret_access_key = {ALICE_SECRET}\n"
     );
-    stslib::ProfileFiles::from_strings(&config, &credentials).expect("profile files parse")
+    stslib::profile::ProfileFiles::from_strings(&config, &credentials).expect("profile files parse")
 }
 
 /// A refresh policy for second-scale lifetimes: refresh at half life,
@@ -378,7 +378,7 @@ pub fn fast_policy() -> stslib::RefreshPolicy {
 /// included, with an environment of nothing else (hermetic).
 pub fn session_builder(
     endpoint: &str,
-    files: stslib::ProfileFiles,
+    files: stslib::profile::ProfileFiles,
     profile: &str,
 ) -> stslib::SessionBuilder {
     stslib::Session::builder()

@@ -101,7 +101,7 @@ pub(crate) fn cmd_exec(cl: &CommandLine, env: &stslib::Env) -> Result<u8, CmdErr
     // they end stslib (an MFA prompt can still be interrupted).
     let signals = signals::install().map_err(|e| failed("signals", e))?;
 
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let user = crate::common_source(&files, &[&role])?;
     let region = crate::role_region(cl, &files, &role);
     let hide_credentials_file = if server_mode {
@@ -151,7 +151,7 @@ pub(crate) fn cmd_exec(cl: &CommandLine, env: &stslib::Env) -> Result<u8, CmdErr
     let server = if server_mode {
         let s = session.clone();
         let r = role.clone();
-        let server = CredentialServer::start(Arc::new(move || s.credentials_for(&r)))
+        let server = CredentialServer::start(Arc::new(move || s.valid_credentials_for(&r)))
             .map_err(|e| failed("credential server", e))?;
         cmd.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url())
             .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", server.token().expose());
@@ -236,7 +236,7 @@ pub(crate) fn exit_code(status: ExitStatus) -> u8 {
 /// pointing the child's `AWS_SHARED_CREDENTIALS_FILE` at `/dev/null`
 /// (returns `true`); credentials set in the config file are refused with
 /// the file and line.
-fn default_profile_conflict(files: &stslib::ProfileFiles) -> Result<bool, CmdError> {
+fn default_profile_conflict(files: &stslib::profile::ProfileFiles) -> Result<bool, CmdError> {
     let Ok(default) = files.profile("default") else {
         return Ok(false);
     };
@@ -244,8 +244,8 @@ fn default_profile_conflict(files: &stslib::ProfileFiles) -> Result<bool, CmdErr
     for key in CREDENTIAL_KEYS {
         if let Some(p) = default.property(key) {
             match p.origin().kind() {
-                stslib::FileKind::Credentials => hide = true,
-                stslib::FileKind::Config => {
+                stslib::profile::FileKind::Credentials => hide = true,
+                stslib::profile::FileKind::Config => {
                     return Err(CmdError::Failed(stslib::Error::InvalidProfile {
                         profile: "default".into(),
                         key: Some((*key).into()),

@@ -10,8 +10,9 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use stslib::kms::KmsClient;
 use stslib::kmsauth::{TokenGenerator, TokenValidator, UserType, ValidatedToken};
-use stslib::{AccessKey, KmsClient, Secret};
+use stslib::{AccessKey, Secret};
 use time::format_description::well_known::Rfc3339;
 
 use crate::args::{parse_duration, CommandLine, Opts, Usage};
@@ -247,7 +248,7 @@ fn kms_for(
                 .value("--profile")
                 .map(str::to_owned)
                 .unwrap_or_else(|| default_profile(env));
-            let files = stslib::ProfileFiles::load(env)?;
+            let files = stslib::profile::ProfileFiles::load(env)?;
             let chain = files.chain(&profile)?;
             if let Some(r) = role_region(cl, &files, &profile) {
                 client = client.region(r);

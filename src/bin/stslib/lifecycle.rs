@@ -20,8 +20,8 @@ pub(crate) fn cmd_list(
     if cl.global.no_cache {
         return Err(Usage("list reads the cache: drop --no-cache".into()).into());
     }
-    let files = stslib::ProfileFiles::load(env)?;
-    let cache = stslib::Cache::from_env(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
+    let cache = stslib::cache::Cache::from_env(env)?;
     let entries = cache.entries()?;
     let now = OffsetDateTime::now_utc();
     let mut used = vec![false; entries.len()];
@@ -89,7 +89,7 @@ pub(crate) fn cmd_list(
 }
 
 /// "session valid until X (N left)" or "... expired at X".
-fn describe(e: &stslib::CacheEntry, now: OffsetDateTime) -> String {
+fn describe(e: &stslib::cache::CacheEntry, now: OffsetDateTime) -> String {
     let noun = if e.kind == "token" {
         "session"
     } else {
@@ -105,7 +105,7 @@ fn describe(e: &stslib::CacheEntry, now: OffsetDateTime) -> String {
     if left.is_positive() {
         format!(
             "{noun} valid until {when} ({} left)",
-            stslib::humanize(left)
+            crate::words::humanize(left)
         )
     } else {
         format!("{noun} expired at {when}")
@@ -123,7 +123,7 @@ pub(crate) fn cmd_clear(
     if cl.global.no_cache {
         return Err(Usage("clear works on the cache: drop --no-cache".into()).into());
     }
-    let cache = stslib::Cache::from_env(env)?;
+    let cache = stslib::cache::Cache::from_env(env)?;
     let profile = opts.value("--profile");
     let removed = cache.clear(profile)?;
     let scope = match profile {

@@ -4,6 +4,7 @@
 //! small and quick to build. Exit codes: 0 ok, 1 error (one line on stderr),
 //! 2 usage.
 
+// Shared with the library by path: no public export for the binary alone.
 mod args;
 mod exec;
 mod help;
@@ -12,6 +13,8 @@ mod lifecycle;
 mod logging;
 mod output;
 mod server;
+#[path = "../../words.rs"]
+mod words;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -141,7 +144,7 @@ impl From<stslib::Error> for CmdError {
 
 fn cmd_profiles(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
     let opts = Opts::parse(&cl.args, &[], &["--json"])?;
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let text = if opts.flag("--json") {
         profiles_json(&files)
     } else {
@@ -160,7 +163,7 @@ fn io_error(e: std::io::Error) -> CmdError {
 
 fn cmd_whoami(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Result<(), CmdError> {
     let opts = Opts::parse(&cl.args, &["--profile", "--mfa-code"], &[])?;
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let profile = opts
         .value("--profile")
         .map(str::to_owned)
@@ -222,7 +225,7 @@ fn cmd_credentials(
         None => stslib::DEFAULT_TOKEN_LIFETIME,
     };
     let show = opts.flag("--show-secrets");
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let user = common_source(&files, &roles)?;
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
     let outcomes = session
@@ -253,7 +256,10 @@ fn cmd_credentials(
 }
 
 /// The one IAM-user profile every role in `roles` is sourced from.
-fn common_source(files: &stslib::ProfileFiles, roles: &[&str]) -> Result<String, CmdError> {
+fn common_source(
+    files: &stslib::profile::ProfileFiles,
+    roles: &[&str],
+) -> Result<String, CmdError> {
     let mut user: Option<(String, &str)> = None;
     for role in roles {
         let chain = files.chain(role)?;
@@ -276,14 +282,18 @@ fn common_source(files: &stslib::ProfileFiles, roles: &[&str]) -> Result<String,
 /// The profile a command uses without `--profile`: `AWS_PROFILE`, else
 /// `default`, as the AWS CLI.
 fn default_profile(env: &stslib::Env) -> String {
-    stslib::FileLocations::from_env(env).profile
+    stslib::profile::FileLocations::from_env(env).profile
 }
 
 /// The region a role's credentials are used in: `--region`, else the first
 /// `region` along the role's chain (the role profile, its source profiles,
 /// the user), else the `default` profile's. `None` leaves the environment's
 /// own `AWS_REGION` in charge.
-fn role_region(cl: &CommandLine, files: &stslib::ProfileFiles, role: &str) -> Option<String> {
+fn role_region(
+    cl: &CommandLine,
+    files: &stslib::profile::ProfileFiles,
+    role: &str,
+) -> Option<String> {
     if let Some(r) = &cl.global.region {
         return Some(r.clone());
     }
@@ -310,7 +320,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn session_for(
     cl: &CommandLine,
     env: &stslib::Env,
-    files: stslib::ProfileFiles,
+    files: stslib::profile::ProfileFiles,
     user: &str,
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
@@ -323,7 +333,7 @@ fn session_for(
 fn session_builder_for(
     cl: &CommandLine,
     env: &stslib::Env,
-    files: stslib::ProfileFiles,
+    files: stslib::profile::ProfileFiles,
     user: &str,
     lifetime: std::time::Duration,
     mfa_code: Option<&str>,
@@ -337,7 +347,7 @@ fn session_builder_for(
         .require_mfa(!cl.global.no_mfa)
         .mfa_provider(lifecycle::code_provider(mfa_code, prompt_mfa));
     if !cl.global.no_cache {
-        b = b.cache(stslib::Cache::from_env(env)?);
+        b = b.cache(stslib::cache::Cache::from_env(env)?);
     }
     if let Some(r) = &cl.global.region {
         b = b.region(r);
@@ -394,7 +404,7 @@ fn one_role(
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
     };
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let user = common_source(&files, &[&role])?;
     let region = role_region(cl, &files, &role);
     let session = session_for(cl, env, files, &user, lifetime, opts.value("--mfa-code"))?;
@@ -461,7 +471,7 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
         Some(text) => parse_duration(text).map_err(Usage)?,
         None => stslib::DEFAULT_TOKEN_LIFETIME,
     };
-    let files = stslib::ProfileFiles::load(env)?;
+    let files = stslib::profile::ProfileFiles::load(env)?;
     let user = opts
         .value("--profile")
         .map(str::to_owned)
@@ -496,7 +506,7 @@ fn cmd_session(cl: &CommandLine, env: &stslib::Env, out: &mut dyn Write) -> Resu
 fn client_for(
     global: &Global,
     env: &stslib::Env,
-    profile: &stslib::Profile,
+    profile: &stslib::profile::Profile,
 ) -> Result<stslib::StsClient, CmdError> {
     let mut b = stslib::StsClient::builder()
         .env(env.clone())

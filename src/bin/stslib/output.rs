@@ -21,9 +21,9 @@ pub(crate) fn json_str(s: &str) -> String {
 }
 
 /// The value printed for a property: secrets are always redacted.
-pub(crate) fn shown_value(p: &stslib::Property) -> &str {
+pub(crate) fn shown_value(p: &stslib::profile::Property) -> &str {
     if p.is_secret() {
-        stslib::REDACTED
+        crate::words::REDACTED
     } else {
         p.value()
     }
@@ -32,20 +32,20 @@ pub(crate) fn shown_value(p: &stslib::Property) -> &str {
 /// A sub-property's value as printed: redacted when the property holds a
 /// secret anywhere (an indented `aws_session_token = ...` line makes a
 /// sub-property of the line above it).
-fn shown_sub_value<'a>(p: &stslib::Property, value: &'a str) -> &'a str {
+fn shown_sub_value<'a>(p: &stslib::profile::Property, value: &'a str) -> &'a str {
     if p.is_secret() {
-        stslib::REDACTED
+        crate::words::REDACTED
     } else {
         value
     }
 }
 
 /// `{"profiles": {...}, "sso_sessions": {...}}`, the conformance suite's shape.
-pub(crate) fn profiles_json(files: &stslib::ProfileFiles) -> String {
+pub(crate) fn profiles_json(files: &stslib::profile::ProfileFiles) -> String {
     fn section<'a>(
         out: &mut String,
         names: impl Iterator<Item = &'a str>,
-        get: impl Fn(&str) -> Option<&'a stslib::Profile>,
+        get: impl Fn(&str) -> Option<&'a stslib::profile::Profile>,
     ) {
         out.push('{');
         for (i, name) in names.enumerate() {
@@ -91,7 +91,7 @@ pub(crate) fn profiles_json(files: &stslib::ProfileFiles) -> String {
 }
 
 /// One block per profile: its name, then `key = value` lines.
-pub(crate) fn profiles_text(files: &stslib::ProfileFiles) -> String {
+pub(crate) fn profiles_text(files: &stslib::profile::ProfileFiles) -> String {
     let mut out = String::new();
     for name in files.profile_names() {
         out.push_str(&format!("[{name}]\n"));
@@ -125,7 +125,7 @@ pub(crate) fn secret_text(s: &stslib::Secret, show: bool) -> &str {
     if show {
         s.expose()
     } else {
-        stslib::REDACTED
+        crate::words::REDACTED
     }
 }
 
@@ -147,7 +147,7 @@ pub(crate) fn vault_text(ok: &[(&str, &stslib::Credentials)], show: bool) -> Str
             secret_text(&c.session_token, show),
             c.start_time_iso(),
             c.expiration_iso(),
-            stslib::humanize(c.duration()),
+            crate::words::humanize(c.duration()),
             c.humanized_remaining(),
         ));
     }
