@@ -20,6 +20,9 @@ use crate::session::Session;
 pub const DEFAULT_CACHE_SIZE: usize = 4096;
 /// The default maximum token lifetime, 60 minutes.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// The longest token read: the base64 of KMS's largest ciphertext (6144
+/// bytes) is 8192 characters; twice that leaves room for line breaks.
+const MAX_TOKEN_LEN: usize = 2 * 8192;
 
 /// A token that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +383,12 @@ impl TokenValidator {
         if name.version < self.min_version || name.version > self.max_version {
             return Err(reject(TokenRejection::UnacceptableTokenVersion));
         }
+        // A token longer than any KMS ciphertext is refused before it is
+        // copied, decoded or sent (python-kmsauth sends it and KMS answers
+        // ValidationException: the same `General error.`).
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(reject(TokenRejection::GeneralError));
+        }
         // 3. Cache.
         let key = CacheKey {
             token: token.to_owned(),
@@ -705,6 +714,27 @@ mod tests {
             !calls.iter().any(|c| c.starts_with("DescribeKey")),
             "{calls:?}"
         );
+    }
+
+    #[test]
+    fn an_oversized_token_is_refused_without_a_kms_call() {
+        let rig = Rig::new();
+        let v = rig.validator(|b| b.service_key("alias/a"));
+        let huge = "A".repeat(1 << 20); // valid base64, 768 KiB decoded
+        assert_eq!(
+            reason(v.validate("2/service/svc-a", &huge)),
+            TokenRejection::GeneralError
+        );
+        assert!(rig.kms.calls.lock().unwrap().is_empty(), "no KMS call");
+        // KMS's largest ciphertext, with MIME line breaks, still reaches KMS.
+        let largest = token::encode_token(&[7u8; 6144]);
+        let wrapped: Vec<&str> = largest
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let _ = v.validate("2/service/svc-a", &wrapped.join("\r\n"));
+        assert_eq!(*rig.kms.calls.lock().unwrap(), ["Decrypt"]);
     }
 
     #[test]
