@@ -74,7 +74,8 @@ impl Credentials {
         (self.expiration - now).max(Duration::ZERO)
     }
 
-    /// Time left by the system clock; zero once expired.
+    /// Time left by the system clock, uncorrected for any learnt skew (see
+    /// [`is_valid`](Self::is_valid)); zero once expired.
     pub fn remaining(&self) -> Duration {
         self.remaining_at(OffsetDateTime::now_utc())
     }
@@ -84,7 +85,11 @@ impl Credentials {
         now < self.expiration
     }
 
-    /// True while the system clock is before `expiration`.
+    /// True while the system clock is before `expiration`. It knows nothing
+    /// of the clock skew a client learnt from STS: with a local clock that
+    /// is off, use `is_valid_at(session.clock().now())` (see
+    /// [`Session::clock`](crate::Session::clock)), as the session's own
+    /// readers do.
     pub fn is_valid(&self) -> bool {
         self.is_valid_at(OffsetDateTime::now_utc())
     }

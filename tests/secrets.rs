@@ -23,8 +23,9 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use common::{eventually, fast_policy, wait_event};
+use common::{fast_policy, wait_event};
 use stslib::cache::Cache;
+use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Emulator, Fault};
 use stslib::profile::ProfileFiles;
 use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
@@ -472,7 +473,11 @@ fn token_renewal_with_mfa_provider_leaks_nothing() {
 fn client_failures_leak_nothing() {
     capture_logs();
     let mut shown = Shown::default();
+    // The emulator's time is a manual clock: credentials expire when it is
+    // moved, not after a sleep.
+    let clock = ManualClock::starting_now();
     let emu = emulator()
+        .clock(clock.clock())
         .credential_lifetime(Duration::from_secs(1))
         .start()
         .unwrap();
@@ -514,10 +519,9 @@ fn client_failures_leak_nothing() {
         .get_caller_identity(&role.credentials.access_key())
         .unwrap();
     shown.debug("CallerIdentity", &who);
-    // The Expiration sent is in whole seconds; the emulator's own is up to
-    // a second later.
-    assert!(eventually(Duration::from_secs(5), || !token.is_valid()));
-    std::thread::sleep(Duration::from_millis(1100));
+    // Past the 1 s lifetime (2 s ahead of the client is far within the
+    // 5-minute skew STS allows).
+    clock.advance(Duration::from_secs(2));
     let e = c.assume_role(&token.access_key(), &ar).unwrap_err();
     assert_eq!(e.code(), Some("ExpiredToken"), "{e}");
     shown.error("expired token", &e);
@@ -963,7 +967,9 @@ fn binary_output_leaks_nothing_unless_asked() {
     }
 
     // An expired token the cache still trusts: STS answers ExpiredToken.
+    let short_clock = ManualClock::starting_now();
     let short = emulator()
+        .clock(short_clock.clock())
         .credential_lifetime(Duration::from_secs(1))
         .start()
         .unwrap();
@@ -977,7 +983,7 @@ fn binary_output_leaks_nothing_unless_asked() {
     ));
     expired.learn_cache();
     extend_entry(&expired.token_file(), "2999-01-01T00:00:00Z");
-    std::thread::sleep(Duration::from_millis(1500));
+    short_clock.advance(Duration::from_secs(2));
     // The first run is told STS rejected the token (and drops it); the
     // next ones find no session. Each is told how to make one.
     for (i, cmd) in ["credential-process", "export", "credentials"]
