@@ -157,6 +157,8 @@ struct Record {
     level: log::Level,
     target: String,
     text: String,
+    /// The thread that logged it (ureq logs on the caller's thread).
+    thread: std::thread::ThreadId,
 }
 
 static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
@@ -172,6 +174,7 @@ impl log::Log for Capture {
             level: r.level(),
             target: r.target().to_owned(),
             text: r.args().to_string(),
+            thread: std::thread::current().id(),
         };
         RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
     }
@@ -217,8 +220,11 @@ fn assert_logs_clean() -> usize {
 /// `.` for spaces and control bytes), rows joined in order.
 fn ureq_wire_dump() -> String {
     let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    // This thread's calls only: other tests' dumps would interleave.
+    let me = std::thread::current().id();
     records
         .iter()
+        .filter(|r| r.thread == me)
         .filter(|r| r.target.starts_with("ureq_proto") && r.level == log::Level::Trace)
         .filter_map(|r| r.text.get(41..).filter(|a| a.len() == 16))
         .collect()
