@@ -77,7 +77,10 @@
 //! # Logging and secrets
 //!
 //! stslib logs through the `log` crate: `info` for sessions and refresh
-//! rounds, `debug` for requests and scheduling, `warn` for failures. Secret
+//! rounds, `debug` for requests and scheduling, `warn` for failures (a
+//! session token renewal that keeps failing the same way is warned about
+//! once, then at most once an hour, the retries in between at `debug`;
+//! every failure is still an [`Event`]). Secret
 //! access keys, session tokens and MFA codes never appear in its logs, in
 //! `Debug` or `Display` of any type, or in error messages: they live in
 //! [`Secret`], whose formatting prints `**redacted**`. **ureq's own `trace`

@@ -282,6 +282,7 @@ fn run(job: Job, control: &Receiver<()>) {
         .as_ref()
         .and_then(|t| token_deadline(inner, provider.as_ref(), t));
     let mut token_failures = 0u32;
+    let mut renewal_warnings = RepeatedFailure::default();
     drop(snap);
 
     loop {
@@ -312,6 +313,7 @@ fn run(job: Job, control: &Receiver<()>) {
             match renewed {
                 Ok(new) => {
                     token_failures = 0;
+                    renewal_warnings = RepeatedFailure::default();
                     let new = Arc::new(new);
                     inner
                         .slot
@@ -334,10 +336,17 @@ fn run(job: Job, control: &Receiver<()>) {
                         .send(Event::TokenRenewalFailed { error: Arc::new(e) });
                 }
                 Err(e) => {
-                    log::warn!("session token renewal failed: {e}");
                     // Read the clock again: the provider may have waited on
                     // a person, the call on the network.
                     let now = inner.now();
+                    match renewal_warnings.note(now, &e) {
+                        Some(0) => log::warn!("session token renewal failed: {e}"),
+                        Some(held) => log::warn!(
+                            "session token renewal failed: {e} (and {held} time(s) the same \
+                             way since the last such warning; at most one an hour)"
+                        ),
+                        None => log::debug!("session token renewal failed again: {e}"),
+                    }
                     let wait = policy.retry_delay(
                         token_failures,
                         until_or_max(token.expiration, now),
@@ -390,6 +399,49 @@ fn run(job: Job, control: &Receiver<()>) {
         }
     }
     inner.subscribers.send(Event::Ended);
+}
+
+/// How often a session token renewal that keeps failing the same way is
+/// warned about: retries run up to every minute, and up to every few
+/// milliseconds just before the token ends, each one a line on the
+/// terminal of a program that cannot renew (no MFA prompt possible).
+const RENEWAL_WARN_EVERY: time::Duration = time::Duration::hours(1);
+
+/// Which renewal failures get a warning: the first, one that fails in
+/// another way (another kind of error or AWS error code), and a repeat
+/// once [`RENEWAL_WARN_EVERY`] has passed by the session's clock. Pure.
+#[derive(Debug, Default)]
+struct RepeatedFailure {
+    /// When the last warning was, and for what kind of failure.
+    last: Option<(OffsetDateTime, FailureKind)>,
+    /// Failures since then that got no warning.
+    held: u64,
+}
+
+type FailureKind = (std::mem::Discriminant<Error>, Option<String>);
+
+impl RepeatedFailure {
+    /// Notes a failure at `now`: `Some(held)` when it is to be warned
+    /// about, `held` the failures like it since the last warning that got
+    /// none; `None` when it is a repeat to log quietly.
+    fn note(&mut self, now: OffsetDateTime, e: &Error) -> Option<u64> {
+        let kind = (std::mem::discriminant(e), e.code().map(str::to_owned));
+        match &self.last {
+            Some((at, last)) if *last == kind && now - *at < RENEWAL_WARN_EVERY => {
+                self.held += 1;
+                None
+            }
+            Some((_, last)) if *last == kind => {
+                self.last = Some((now, kind));
+                Some(std::mem::take(&mut self.held))
+            }
+            _ => {
+                self.last = Some((now, kind));
+                self.held = 0;
+                Some(0)
+            }
+        }
+    }
 }
 
 /// Drops the roles that can no longer be refreshed and returns when the
@@ -676,6 +728,34 @@ mod tests {
 
     fn secs(s: i64) -> time::Duration {
         time::Duration::seconds(s)
+    }
+
+    #[test]
+    fn repeated_renewal_failures_are_warned_about_once_an_hour() {
+        let refused = Error::InvalidInput {
+            field: "TokenCode",
+            message: "no prompt".into(),
+        };
+        let denied = Error::Service(Box::new(crate::error::ServiceError {
+            action: "GetSessionToken",
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "x".into(),
+            request_id: None,
+        }));
+        let mut r = RepeatedFailure::default();
+        assert_eq!(r.note(T0, &refused), Some(0), "the first one");
+        // Retries every minute, then every few ms near the end: quiet.
+        for i in 1..=59 {
+            assert_eq!(r.note(T0 + secs(60 * i), &refused), None, "minute {i}");
+        }
+        assert_eq!(r.note(T0 + secs(3599), &refused), None);
+        assert_eq!(r.note(T0 + secs(3600), &refused), Some(60), "an hour on");
+        assert_eq!(r.note(T0 + secs(3601), &refused), None);
+        // Failing another way is news at once; so is going back.
+        assert_eq!(r.note(T0 + secs(3602), &denied), Some(0));
+        assert_eq!(r.note(T0 + secs(3603), &denied), None);
+        assert_eq!(r.note(T0 + secs(3604), &refused), Some(0));
     }
 
     #[test]
