@@ -567,6 +567,77 @@ fn a_directory_others_can_write_is_refused() {
     assert!(cache.load_token(ALICE, None, Duration::ZERO).is_some());
 }
 
+/// A directory above the cache directory that another user may write to
+/// without the sticky bit lets them rename the cache directory away and put
+/// their own in its place: refused, naming that directory. A sticky one
+/// (as `/tmp`, where only an entry's owner may rename it) is fine.
+#[cfg(unix)]
+#[test]
+fn a_parent_others_can_write_is_refused_unless_sticky() {
+    let tmp = TempDir::new("open-parent");
+    let parent = tmp.path().join("p");
+    let dir = parent.join("q").join("c");
+    let cache = Cache::new(&dir);
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    for open in [0o777, 0o775, 0o757] {
+        chmod(&parent, open);
+        assert_eq!(
+            cache.load_token(ALICE, None, Duration::ZERO),
+            None,
+            "{open:o}"
+        );
+        let e = cache.store_token(ALICE, None, &token, ZERO).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("inside {}", parent.display()))
+                && text.contains("without the sticky bit"),
+            "{open:o}: {text}"
+        );
+        assert!(
+            matches!(e, Error::Io { ref path, .. } if path == &dir),
+            "{e:?}"
+        );
+        assert!(cache.lock().is_err(), "{open:o}");
+        assert!(cache.entries().is_err(), "{open:o}");
+    }
+    chmod(&parent, 0o1777);
+    assert!(cache.load_token(ALICE, None, Duration::ZERO).is_some());
+    chmod(&parent, 0o755);
+    assert!(cache.load_token(ALICE, None, Duration::ZERO).is_some());
+    // A link to the cache directory is judged by where it leads.
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let via_link = Cache::new(&link);
+    assert!(via_link.load_token(ALICE, None, Duration::ZERO).is_some());
+    chmod(&parent, 0o777);
+    assert_eq!(via_link.load_token(ALICE, None, Duration::ZERO), None);
+    chmod(&parent, 0o755);
+}
+
+/// A directory above the cache directory owned by another user (not root)
+/// is refused: they may rename what is in it.
+#[cfg(unix)]
+#[test]
+fn a_parent_owned_by_another_user_is_refused() {
+    let tmp = TempDir::new("other-parent");
+    let parent = tmp.path().join("p");
+    let dir = parent.join("c");
+    let cache = Cache::new(&dir);
+    let token = creds(time::Duration::hours(1));
+    cache.store_token(ALICE, None, &token, ZERO).unwrap();
+    if !give_away(&parent) {
+        return;
+    }
+    assert_eq!(cache.load_token(ALICE, None, Duration::ZERO), None);
+    let e = cache.store_token(ALICE, None, &token, ZERO).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("owned by uid 65534, neither root nor the current user"),
+        "{text}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn entries_writable_by_others_are_ignored_and_readable_ones_tightened() {

@@ -5,6 +5,8 @@
 //! Trust rule: the directory and every file read from it must belong to
 //! the user running the process and must not be writable by group or
 //! others; files must be regular files, opened without following links.
+//! The directories above it must belong to root or that user and be
+//! writable by no one else unless sticky (`/tmp`).
 //! Anything else is refused and named in a warning. Files of ours readable
 //! by others are tightened to `0600`.
 
@@ -92,6 +94,62 @@ fn distrust(_meta: &fs::Metadata) -> Option<String> {
     None
 }
 
+/// Why `meta`, a directory above the cache directory, is not trusted:
+/// whoever may rename entries in it can swap the cache directory for
+/// another. It must belong to root or the current user and be writable by
+/// no one else, unless it has the sticky bit (as `/tmp` has: there only an
+/// entry's owner may rename it). OpenSSH checks the directories above
+/// `~/.ssh` the same way, except for the sticky bit.
+#[cfg(unix)]
+fn distrust_parent(meta: &fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = match current_uid() {
+        Ok(uid) => uid,
+        Err(e) => return Some(format!("cannot tell who the current user is ({e})")),
+    };
+    if meta.uid() != 0 && meta.uid() != uid {
+        return Some(format!(
+            "is owned by uid {}, neither root nor the current user (uid {uid}), \
+             who could replace the cache directory in it: not trusted",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Some(format!(
+            "has mode {mode:o}: writable by group or others without the sticky bit, \
+             so another user could replace the cache directory in it: not trusted \
+             (`chmod go-w` it, or choose another cache directory)"
+        ));
+    }
+    None
+}
+
+/// Checks every directory above `dir` (after resolving links) with
+/// [`distrust_parent`].
+#[cfg(unix)]
+fn check_parents(dir: &Path) -> Result<()> {
+    let real = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+    for parent in real.ancestors().skip(1) {
+        let meta = fs::symlink_metadata(parent).map_err(|e| io_error(parent, e))?;
+        if let Some(why) = distrust_parent(&meta) {
+            return Err(untrusted(
+                dir,
+                format!(
+                    "cache directory is inside {}, which {why}",
+                    parent.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_parents(_dir: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// Directories already refused in this process: warned about once.
 static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -107,7 +165,8 @@ pub(crate) fn warn_once(path: &Path, message: &str) {
 }
 
 /// Checks that `dir` may be used: an absolute path to an existing
-/// directory of the current user, not writable by group or others.
+/// directory of the current user, not writable by group or others, below
+/// directories that no other user can rename it in.
 /// `Ok(false)` when it does not exist.
 pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
     if !dir.is_absolute() {
@@ -122,7 +181,7 @@ pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => match distrust(&meta) {
             Some(why) => Err(untrusted(dir, format!("cache directory {why}"))),
-            None => Ok(true),
+            None => check_parents(dir).map(|()| true),
         },
         Ok(_) => Err(io_error(
             dir,
