@@ -220,8 +220,15 @@ impl KmsClient {
         &self.endpoint.signing_region
     }
 
+    /// The clock offset learnt from KMS: server time minus local time.
+    /// Zero until KMS rejects a request for its time. A client built on an
+    /// [`StsClient`](crate::StsClient)'s transport shares its skew.
+    pub fn clock_skew(&self) -> time::Duration {
+        self.transport.clock_skew()
+    }
+
     /// Now, by the client's clock corrected with the skew learnt from KMS.
-    pub fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         OffsetDateTime::from(self.transport.now())
     }
 
