@@ -64,11 +64,14 @@
 //!
 //! Each [`Session`] runs at most one OS thread, `stslib-refresh`, and only
 //! while some role would expire before the session token does (or an MFA
-//! provider can renew the token). The thread waits on a channel select:
-//! halt first, the next refresh deadline second, sleeping at most
+//! provider can renew the token), or a kmsauth generator renews its token
+//! in the background
+//! ([`refresh_in_background`](kmsauth::TokenGeneratorBuilder::refresh_in_background):
+//! a task on that same thread, no thread of its own). The thread waits on a
+//! channel select: halt first, the next deadline second, sleeping at most
 //! [`RefreshPolicy::max_sleep`] before re-reading the wall clock (a
 //! suspended laptop). [`Session::halt`] and `Drop` signal it and join it;
-//! mid-request, the join waits at most the client's timeouts. Many roles are
+//! mid-request, the join waits at most the STS (or KMS) client's timeouts. Many roles are
 //! assumed over a bounded number of short-lived scoped threads that are
 //! joined before the call returns. Readers take an `Arc` snapshot that each
 //! refresh swaps in whole: they never block on the network and never see a
@@ -117,6 +120,7 @@ mod refresher;
 mod schedule;
 mod session;
 mod slot;
+mod tasks;
 
 pub mod cache;
 

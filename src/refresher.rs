@@ -1,19 +1,23 @@
 //! The refresher: one OS thread per session that renews role credentials
-//! before they expire, and the bounded fan-out that assumes many roles at
-//! once.
+//! before they expire and runs the session's background [`Tasks`] (a
+//! kmsauth generator's token renewal), and the bounded fan-out that assumes
+//! many roles at once.
 //!
 //! The thread owns only what it needs ([`Shared`]: the client, the policy,
-//! the credential slot, the event subscribers, the optional cache and MFA
-//! provider) and its control receiver, never the `Session`. It waits with
-//! `select_biased!` on the control channel first and on the next deadline
-//! second (a timer of the session's [`Clock`], or a manual clock's wake-ups). The one halt signal is disconnection: the session drops the
-//! sender, and every wait here (and the client's retry backoff) sees it.
+//! the credential slot, the tasks, the event subscribers, the optional cache
+//! and MFA provider) and its control receiver, never the `Session`. It waits
+//! with `select_biased!` on the control channel first and on the next
+//! deadline second (a timer of the session's [`Clock`], or a manual clock's
+//! wake-ups, or a change of the task list). It runs while roles can be
+//! refreshed or tasks are registered. The one halt signal is
+//! disconnection: the session drops the sender, and every wait here (and
+//! the clients' retry backoff, STS's and a task's KMS calls alike) sees it.
 //! Sleeps are capped by the policy's `max_sleep` and the wall clock is read
 //! again on every wake-up, so a suspended laptop does not oversleep an
 //! expiry.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -31,6 +35,7 @@ use crate::schedule::{duration_between, RefreshPolicy};
 use crate::secret::Secret;
 use crate::slot::{RoleSpec, Slot};
 use crate::sts::{GetSessionTokenRequest, StsClient};
+use crate::tasks::Tasks;
 
 /// The thread's name, as seen in `/proc/self/task/*/comm`.
 pub(crate) const THREAD_NAME: &str = "stslib-refresh";
@@ -51,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) parallelism: usize,
     pub(crate) cache: Option<Cache>,
     pub(crate) slot: Slot,
+    /// Background work run on the thread beside role refreshes.
+    pub(crate) tasks: Tasks,
     pub(crate) subscribers: Subscribers,
 }
 
@@ -150,6 +157,9 @@ pub(crate) struct Refresher {
     handle: JoinHandle<()>,
     gate: Arc<Mutex<Gate>>,
     shared: Arc<Shared>,
+    /// Set (under the task list's lock) once the thread has decided to end
+    /// for want of work: a task added after that needs a new thread.
+    ending: Arc<AtomicBool>,
 }
 
 /// Whether the thread is inside the application's MFA provider, which may
@@ -174,10 +184,12 @@ struct Job {
     /// after `spawn` waits for this thread too.
     wakeups: Wakeups,
     gate: Arc<Mutex<Gate>>,
+    ending: Arc<AtomicBool>,
 }
 
 impl Refresher {
-    /// Starts the thread for `specs` (roles already in the slot).
+    /// Starts the thread for `specs` (roles already in the slot) and the
+    /// session's tasks.
     pub(crate) fn spawn(
         shared: Arc<Shared>,
         specs: Vec<RoleSpec>,
@@ -185,12 +197,14 @@ impl Refresher {
     ) -> Result<Refresher> {
         let (control, rx) = crossbeam_channel::bounded(0);
         let gate = Arc::new(Mutex::new(Gate::default()));
+        let ending = Arc::new(AtomicBool::new(false));
         let job = Job {
             wakeups: shared.clock.wakeups(),
             shared: shared.clone(),
             specs,
             mfa_serial,
             gate: gate.clone(),
+            ending: ending.clone(),
         };
         let handle = thread::Builder::new()
             .name(THREAD_NAME.into())
@@ -204,11 +218,17 @@ impl Refresher {
             handle,
             gate,
             shared,
+            ending,
         })
     }
 
     pub(crate) fn is_finished(&self) -> bool {
         self.handle.is_finished()
+    }
+
+    /// Set once the thread has decided to end (see [`Tasks::add`]).
+    pub(crate) fn ending(&self) -> &AtomicBool {
+        &self.ending
     }
 
     /// Signals the thread (by disconnecting its control channel) and joins
@@ -221,6 +241,7 @@ impl Refresher {
             handle,
             gate,
             shared,
+            ending: _,
         } = self;
         drop(control);
         {
@@ -260,6 +281,7 @@ fn run(job: Job, control: &Receiver<()>) {
         mfa_serial,
         wakeups,
         gate,
+        ending,
     } = job;
     let inner: &Shared = &shared;
     let policy = &inner.policy;
@@ -288,11 +310,12 @@ fn run(job: Job, control: &Receiver<()>) {
     loop {
         // Read before the time: a clock moved after this wakes the select.
         let generation = wakeups.generation();
-        let Some(mut token) = inner.slot.get().token.clone() else {
-            break;
-        };
-        // The session token first: roles are assumed with it.
-        if token_at.is_some_and(|at| at <= inner.now()) {
+        // None only for a thread started for tasks alone, before any token.
+        let mut token = inner.slot.get().token.clone();
+        // The session token first: roles are assumed with it. Renewed only
+        // while there are roles to assume (tasks alone do not need it).
+        let token_due = !roles.is_empty() && token_at.is_some_and(|at| at <= inner.now());
+        if let (true, Some(held)) = (token_due, token.clone()) {
             let code = match (mfa_serial.as_deref(), &provider) {
                 (Some(serial), Some(provider)) => match ask(provider, serial, control, &gate) {
                     Asked::Code(code) => Some(code),
@@ -323,7 +346,7 @@ fn run(job: Job, control: &Receiver<()>) {
                         expiration: new.expiration,
                     });
                     token_at = token_deadline(inner, provider.as_ref(), &new);
-                    token = new;
+                    token = Some(new);
                 }
                 Err(e @ Error::MfaProvider { .. }) => {
                     // A bug in the application: do not ask again. Roles are
@@ -349,7 +372,7 @@ fn run(job: Job, control: &Receiver<()>) {
                     }
                     let wait = policy.retry_delay(
                         token_failures,
-                        until_or_max(token.expiration, now),
+                        until_or_max(held.expiration, now),
                         crate::rand::u64(),
                     );
                     token_failures = token_failures.saturating_add(1);
@@ -366,18 +389,24 @@ fn run(job: Job, control: &Receiver<()>) {
         let due: Vec<usize> = (0..roles.len())
             .filter(|&i| roles[i].next_at <= now)
             .collect();
-        if !due.is_empty()
-            && token.expiration > now
-            && refresh_round(inner, &token, &mut roles, &due, control)
-            && token_at.is_some()
-        {
-            // STS says the token has ended: renew it now, not on schedule.
-            log::warn!("STS rejected the session token as expired; renewing it now");
-            token_at = Some(inner.now());
+        let valid_token = token.as_ref().filter(|t| t.expiration > now);
+        if let (false, Some(valid_token)) = (due.is_empty(), valid_token) {
+            if refresh_round(inner, valid_token, &mut roles, &due, control) && token_at.is_some() {
+                // STS says the token has ended: renew it now, not on schedule.
+                log::warn!("STS rejected the session token as expired; renewing it now");
+                token_at = Some(inner.now());
+            }
         }
 
+        // Then the background tasks whose time has come.
+        run_tasks(inner, control);
+
         let now = inner.now();
-        let Some(deadline) = plan(&mut roles, now, token.expiration, token_at) else {
+        let token_end = token
+            .as_ref()
+            .map_or(OffsetDateTime::UNIX_EPOCH, |t| t.expiration);
+        let roles_at = plan(&mut roles, now, token_end, token_at);
+        let Some(deadline) = inner.tasks.plan(roles_at, &ending) else {
             log::info!("refresher of `{}`: nothing left to refresh", inner.profile);
             inner.subscribers.send(Event::Ended);
             return;
@@ -396,9 +425,23 @@ fn run(job: Job, control: &Receiver<()>) {
             }
             recv(inner.clock.timer(sleep)) -> _ => {}
             recv(wakeups.receiver()) -> _ => {}
+            recv(inner.tasks.receiver()) -> _ => {}
         }
     }
-    inner.subscribers.send(Event::Ended);
+}
+
+/// Runs the tasks due now, each at the time read just before it; once
+/// halted, none more is started (the rest stay due).
+fn run_tasks(inner: &Shared, control: &Receiver<()>) {
+    for mut task in inner.tasks.take_due(inner.now()) {
+        if halted(control) {
+            inner.tasks.put_back(task, None);
+            continue;
+        }
+        if let Some(next) = task.run(inner.now(), control) {
+            inner.tasks.put_back(task, Some(next));
+        }
+    }
 }
 
 /// How often a session token renewal that keeps failing the same way is
