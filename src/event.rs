@@ -39,7 +39,8 @@ pub enum Event {
         error: Arc<Error>,
     },
     /// The refresher has nothing left to do (the session token has ended,
-    /// or no role needs refreshing before it does) and has stopped by itself.
+    /// or no role needs refreshing before it does, and no kmsauth generator
+    /// renews its token on it) and has stopped by itself.
     Ended,
     /// The session was halted (by [`Session::halt`](crate::Session::halt),
     /// drop, or a new round of `generate_credentials`).

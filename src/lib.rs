@@ -64,11 +64,14 @@
 //!
 //! Each [`Session`] runs at most one OS thread, `stslib-refresh`, and only
 //! while some role would expire before the session token does (or an MFA
-//! provider can renew the token). The thread waits on a channel select:
-//! halt first, the next refresh deadline second, sleeping at most
+//! provider can renew the token), or a kmsauth generator renews its token
+//! in the background
+//! ([`refresh_in_background`](kmsauth::TokenGeneratorBuilder::refresh_in_background):
+//! a task on that same thread, no thread of its own). The thread waits on a
+//! channel select: halt first, the next deadline second, sleeping at most
 //! [`RefreshPolicy::max_sleep`] before re-reading the wall clock (a
 //! suspended laptop). [`Session::halt`] and `Drop` signal it and join it;
-//! mid-request, the join waits at most the client's timeouts. Many roles are
+//! mid-request, the join waits at most the STS (or KMS) client's timeouts. Many roles are
 //! assumed over a bounded number of short-lived scoped threads that are
 //! joined before the call returns. Readers take an `Arc` snapshot that each
 //! refresh swaps in whole: they never block on the network and never see a
@@ -77,7 +80,10 @@
 //! # Logging and secrets
 //!
 //! stslib logs through the `log` crate: `info` for sessions and refresh
-//! rounds, `debug` for requests and scheduling, `warn` for failures. Secret
+//! rounds, `debug` for requests and scheduling, `warn` for failures (a
+//! session token renewal that keeps failing the same way is warned about
+//! once, then at most once an hour, the retries in between at `debug`;
+//! every failure is still an [`Event`]). Secret
 //! access keys, session tokens and MFA codes never appear in its logs, in
 //! `Debug` or `Display` of any type, or in error messages: they live in
 //! [`Secret`], whose formatting prints `**redacted**`. **ureq's own `trace`
@@ -114,6 +120,7 @@ mod refresher;
 mod schedule;
 mod session;
 mod slot;
+mod tasks;
 
 pub mod cache;
 

@@ -1,19 +1,23 @@
 //! The refresher: one OS thread per session that renews role credentials
-//! before they expire, and the bounded fan-out that assumes many roles at
-//! once.
+//! before they expire and runs the session's background [`Tasks`] (a
+//! kmsauth generator's token renewal), and the bounded fan-out that assumes
+//! many roles at once.
 //!
 //! The thread owns only what it needs ([`Shared`]: the client, the policy,
-//! the credential slot, the event subscribers, the optional cache and MFA
-//! provider) and its control receiver, never the `Session`. It waits with
-//! `select_biased!` on the control channel first and on the next deadline
-//! second (a timer of the session's [`Clock`], or a manual clock's wake-ups). The one halt signal is disconnection: the session drops the
-//! sender, and every wait here (and the client's retry backoff) sees it.
+//! the credential slot, the tasks, the event subscribers, the optional cache
+//! and MFA provider) and its control receiver, never the `Session`. It waits
+//! with `select_biased!` on the control channel first and on the next
+//! deadline second (a timer of the session's [`Clock`], or a manual clock's
+//! wake-ups, or a change of the task list). It runs while roles can be
+//! refreshed or tasks are registered. The one halt signal is
+//! disconnection: the session drops the sender, and every wait here (and
+//! the clients' retry backoff, STS's and a task's KMS calls alike) sees it.
 //! Sleeps are capped by the policy's `max_sleep` and the wall clock is read
 //! again on every wake-up, so a suspended laptop does not oversleep an
 //! expiry.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -31,6 +35,7 @@ use crate::schedule::{duration_between, RefreshPolicy};
 use crate::secret::Secret;
 use crate::slot::{RoleSpec, Slot};
 use crate::sts::{GetSessionTokenRequest, StsClient};
+use crate::tasks::Tasks;
 
 /// The thread's name, as seen in `/proc/self/task/*/comm`.
 pub(crate) const THREAD_NAME: &str = "stslib-refresh";
@@ -51,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) parallelism: usize,
     pub(crate) cache: Option<Cache>,
     pub(crate) slot: Slot,
+    /// Background work run on the thread beside role refreshes.
+    pub(crate) tasks: Tasks,
     pub(crate) subscribers: Subscribers,
 }
 
@@ -150,6 +157,9 @@ pub(crate) struct Refresher {
     handle: JoinHandle<()>,
     gate: Arc<Mutex<Gate>>,
     shared: Arc<Shared>,
+    /// Set (under the task list's lock) once the thread has decided to end
+    /// for want of work: a task added after that needs a new thread.
+    ending: Arc<AtomicBool>,
 }
 
 /// Whether the thread is inside the application's MFA provider, which may
@@ -174,10 +184,12 @@ struct Job {
     /// after `spawn` waits for this thread too.
     wakeups: Wakeups,
     gate: Arc<Mutex<Gate>>,
+    ending: Arc<AtomicBool>,
 }
 
 impl Refresher {
-    /// Starts the thread for `specs` (roles already in the slot).
+    /// Starts the thread for `specs` (roles already in the slot) and the
+    /// session's tasks.
     pub(crate) fn spawn(
         shared: Arc<Shared>,
         specs: Vec<RoleSpec>,
@@ -185,12 +197,14 @@ impl Refresher {
     ) -> Result<Refresher> {
         let (control, rx) = crossbeam_channel::bounded(0);
         let gate = Arc::new(Mutex::new(Gate::default()));
+        let ending = Arc::new(AtomicBool::new(false));
         let job = Job {
             wakeups: shared.clock.wakeups(),
             shared: shared.clone(),
             specs,
             mfa_serial,
             gate: gate.clone(),
+            ending: ending.clone(),
         };
         let handle = thread::Builder::new()
             .name(THREAD_NAME.into())
@@ -204,11 +218,17 @@ impl Refresher {
             handle,
             gate,
             shared,
+            ending,
         })
     }
 
     pub(crate) fn is_finished(&self) -> bool {
         self.handle.is_finished()
+    }
+
+    /// Set once the thread has decided to end (see [`Tasks::add`]).
+    pub(crate) fn ending(&self) -> &AtomicBool {
+        &self.ending
     }
 
     /// Signals the thread (by disconnecting its control channel) and joins
@@ -221,6 +241,7 @@ impl Refresher {
             handle,
             gate,
             shared,
+            ending: _,
         } = self;
         drop(control);
         {
@@ -260,6 +281,7 @@ fn run(job: Job, control: &Receiver<()>) {
         mfa_serial,
         wakeups,
         gate,
+        ending,
     } = job;
     let inner: &Shared = &shared;
     let policy = &inner.policy;
@@ -282,16 +304,18 @@ fn run(job: Job, control: &Receiver<()>) {
         .as_ref()
         .and_then(|t| token_deadline(inner, provider.as_ref(), t));
     let mut token_failures = 0u32;
+    let mut renewal_warnings = RepeatedFailure::default();
     drop(snap);
 
     loop {
         // Read before the time: a clock moved after this wakes the select.
         let generation = wakeups.generation();
-        let Some(mut token) = inner.slot.get().token.clone() else {
-            break;
-        };
-        // The session token first: roles are assumed with it.
-        if token_at.is_some_and(|at| at <= inner.now()) {
+        // None only for a thread started for tasks alone, before any token.
+        let mut token = inner.slot.get().token.clone();
+        // The session token first: roles are assumed with it. Renewed only
+        // while there are roles to assume (tasks alone do not need it).
+        let token_due = !roles.is_empty() && token_at.is_some_and(|at| at <= inner.now());
+        if let (true, Some(held)) = (token_due, token.clone()) {
             let code = match (mfa_serial.as_deref(), &provider) {
                 (Some(serial), Some(provider)) => match ask(provider, serial, control, &gate) {
                     Asked::Code(code) => Some(code),
@@ -312,6 +336,7 @@ fn run(job: Job, control: &Receiver<()>) {
             match renewed {
                 Ok(new) => {
                     token_failures = 0;
+                    renewal_warnings = RepeatedFailure::default();
                     let new = Arc::new(new);
                     inner
                         .slot
@@ -321,7 +346,7 @@ fn run(job: Job, control: &Receiver<()>) {
                         expiration: new.expiration,
                     });
                     token_at = token_deadline(inner, provider.as_ref(), &new);
-                    token = new;
+                    token = Some(new);
                 }
                 Err(e @ Error::MfaProvider { .. }) => {
                     // A bug in the application: do not ask again. Roles are
@@ -334,13 +359,20 @@ fn run(job: Job, control: &Receiver<()>) {
                         .send(Event::TokenRenewalFailed { error: Arc::new(e) });
                 }
                 Err(e) => {
-                    log::warn!("session token renewal failed: {e}");
                     // Read the clock again: the provider may have waited on
                     // a person, the call on the network.
                     let now = inner.now();
+                    match renewal_warnings.note(now, &e) {
+                        Some(0) => log::warn!("session token renewal failed: {e}"),
+                        Some(held) => log::warn!(
+                            "session token renewal failed: {e} (and {held} time(s) the same \
+                             way since the last such warning; at most one an hour)"
+                        ),
+                        None => log::debug!("session token renewal failed again: {e}"),
+                    }
                     let wait = policy.retry_delay(
                         token_failures,
-                        until_or_max(token.expiration, now),
+                        until_or_max(held.expiration, now),
                         crate::rand::u64(),
                     );
                     token_failures = token_failures.saturating_add(1);
@@ -357,18 +389,24 @@ fn run(job: Job, control: &Receiver<()>) {
         let due: Vec<usize> = (0..roles.len())
             .filter(|&i| roles[i].next_at <= now)
             .collect();
-        if !due.is_empty()
-            && token.expiration > now
-            && refresh_round(inner, &token, &mut roles, &due, control)
-            && token_at.is_some()
-        {
-            // STS says the token has ended: renew it now, not on schedule.
-            log::warn!("STS rejected the session token as expired; renewing it now");
-            token_at = Some(inner.now());
+        let valid_token = token.as_ref().filter(|t| t.expiration > now);
+        if let (false, Some(valid_token)) = (due.is_empty(), valid_token) {
+            if refresh_round(inner, valid_token, &mut roles, &due, control) && token_at.is_some() {
+                // STS says the token has ended: renew it now, not on schedule.
+                log::warn!("STS rejected the session token as expired; renewing it now");
+                token_at = Some(inner.now());
+            }
         }
 
+        // Then the background tasks whose time has come.
+        run_tasks(inner, control);
+
         let now = inner.now();
-        let Some(deadline) = plan(&mut roles, now, token.expiration, token_at) else {
+        let token_end = token
+            .as_ref()
+            .map_or(OffsetDateTime::UNIX_EPOCH, |t| t.expiration);
+        let roles_at = plan(&mut roles, now, token_end, token_at);
+        let Some(deadline) = inner.tasks.plan(roles_at, &ending) else {
             log::info!("refresher of `{}`: nothing left to refresh", inner.profile);
             inner.subscribers.send(Event::Ended);
             return;
@@ -387,9 +425,66 @@ fn run(job: Job, control: &Receiver<()>) {
             }
             recv(inner.clock.timer(sleep)) -> _ => {}
             recv(wakeups.receiver()) -> _ => {}
+            recv(inner.tasks.receiver()) -> _ => {}
         }
     }
-    inner.subscribers.send(Event::Ended);
+}
+
+/// Runs the tasks due now, each at the time read just before it; once
+/// halted, none more is started (the rest stay due).
+fn run_tasks(inner: &Shared, control: &Receiver<()>) {
+    for mut task in inner.tasks.take_due(inner.now()) {
+        if halted(control) {
+            inner.tasks.put_back(task, None);
+            continue;
+        }
+        if let Some(next) = task.run(inner.now(), control) {
+            inner.tasks.put_back(task, Some(next));
+        }
+    }
+}
+
+/// How often a session token renewal that keeps failing the same way is
+/// warned about: retries run up to every minute, and up to every few
+/// milliseconds just before the token ends, each one a line on the
+/// terminal of a program that cannot renew (no MFA prompt possible).
+const RENEWAL_WARN_EVERY: time::Duration = time::Duration::hours(1);
+
+/// Which renewal failures get a warning: the first, one that fails in
+/// another way (another kind of error or AWS error code), and a repeat
+/// once [`RENEWAL_WARN_EVERY`] has passed by the session's clock. Pure.
+#[derive(Debug, Default)]
+struct RepeatedFailure {
+    /// When the last warning was, and for what kind of failure.
+    last: Option<(OffsetDateTime, FailureKind)>,
+    /// Failures since then that got no warning.
+    held: u64,
+}
+
+type FailureKind = (std::mem::Discriminant<Error>, Option<String>);
+
+impl RepeatedFailure {
+    /// Notes a failure at `now`: `Some(held)` when it is to be warned
+    /// about, `held` the failures like it since the last warning that got
+    /// none; `None` when it is a repeat to log quietly.
+    fn note(&mut self, now: OffsetDateTime, e: &Error) -> Option<u64> {
+        let kind = (std::mem::discriminant(e), e.code().map(str::to_owned));
+        match &self.last {
+            Some((at, last)) if *last == kind && now - *at < RENEWAL_WARN_EVERY => {
+                self.held += 1;
+                None
+            }
+            Some((_, last)) if *last == kind => {
+                self.last = Some((now, kind));
+                Some(std::mem::take(&mut self.held))
+            }
+            _ => {
+                self.last = Some((now, kind));
+                self.held = 0;
+                Some(0)
+            }
+        }
+    }
 }
 
 /// Drops the roles that can no longer be refreshed and returns when the
@@ -676,6 +771,34 @@ mod tests {
 
     fn secs(s: i64) -> time::Duration {
         time::Duration::seconds(s)
+    }
+
+    #[test]
+    fn repeated_renewal_failures_are_warned_about_once_an_hour() {
+        let refused = Error::InvalidInput {
+            field: "TokenCode",
+            message: "no prompt".into(),
+        };
+        let denied = Error::Service(Box::new(crate::error::ServiceError {
+            action: "GetSessionToken",
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "x".into(),
+            request_id: None,
+        }));
+        let mut r = RepeatedFailure::default();
+        assert_eq!(r.note(T0, &refused), Some(0), "the first one");
+        // Retries every minute, then every few ms near the end: quiet.
+        for i in 1..=59 {
+            assert_eq!(r.note(T0 + secs(60 * i), &refused), None, "minute {i}");
+        }
+        assert_eq!(r.note(T0 + secs(3599), &refused), None);
+        assert_eq!(r.note(T0 + secs(3600), &refused), Some(60), "an hour on");
+        assert_eq!(r.note(T0 + secs(3601), &refused), None);
+        // Failing another way is news at once; so is going back.
+        assert_eq!(r.note(T0 + secs(3602), &denied), Some(0));
+        assert_eq!(r.note(T0 + secs(3603), &denied), None);
+        assert_eq!(r.note(T0 + secs(3604), &refused), Some(0));
     }
 
     #[test]

@@ -712,6 +712,66 @@ fn server_serves_refreshed_credentials_while_the_child_runs() {
     assert_eq!(s.finish().code(), Some(0));
 }
 
+/// With a 2-second session token, which `exec --server` cannot renew (no
+/// MFA prompt while the command runs): the user is told once, not at every
+/// retry, and once the token and the role have ended the endpoint answers
+/// a `503` that says so (the SDKs show its message) instead of expired
+/// credentials.
+#[test]
+fn server_says_once_that_the_session_token_cannot_be_renewed() {
+    let emu = Emulator::builder()
+        .user("alice", USER_KEY, USER_SECRET)
+        .mfa_device("alice", SERIAL, CODE)
+        .credential_lifetime(Duration::from_secs(2))
+        .start()
+        .unwrap();
+    let home = Home::new("token-ends", "", "");
+    let mut s = start_served(&home, &emu, &[]);
+    assert_eq!(
+        s.credentials()["AccessKeyId"].as_str().map(|k| &k[..4]),
+        Some("ASIA")
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, body) = s.get(&s.path, Some(&s.token));
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let exp = time::OffsetDateTime::parse(
+            v["Expiration"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert!(exp > time::OffsetDateTime::now_utc(), "served expired: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "still served after the token ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("session token has ended"), "{message}");
+    assert!(message.contains("restart the command"), "{message}");
+    // The refresher went on retrying in the background (up to every few
+    // milliseconds just before the end, then with backoff): one warning.
+    drop(s.child.stdin.take());
+    let status = wait_exit(&mut s.child);
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let warnings = err.matches("session token renewal failed").count();
+    assert_eq!(warnings, 1, "{err}");
+    assert!(err.contains("no MFA prompt for"), "{err}");
+}
+
 /// Names of the threads of process `pid`.
 fn threads_of(pid: u32) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))

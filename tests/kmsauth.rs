@@ -2,7 +2,9 @@
 //! transport (signing checked by the emulator), TokenGenerator and
 //! TokenValidator over the wire, strict context binding (which moto lacks),
 //! the LRU and DescribeKey caches, fault injection, clock-skew correction,
-//! session role credentials and concurrent validation.
+//! session role credentials, concurrent validation, and the generator's
+//! background renewal on the session's refresher thread (on a manual
+//! clock). Its thread accounting is in `tests/kmsauth_threads.rs`.
 
 mod common;
 
@@ -10,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{alice_files, emulator_with_alice, init_logger, role_profiles, session_builder};
+use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Emulator, Fault, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
 use stslib::kms::{EncryptionContext, KmsClient};
-use stslib::kmsauth::{TokenGenerator, TokenRejection, TokenValidator, UserType};
-use stslib::{AccessKey, Env, Error, Secret};
+use stslib::kmsauth::{Token, TokenGenerator, TokenRejection, TokenValidator, UserType};
+use stslib::{AccessKey, Env, Error, Secret, Session};
 
 const REGION: &str = "us-east-1";
 const SERVICE: &str = "alias/authnz-service";
@@ -459,6 +462,204 @@ fn one_validator_serves_many_threads() {
         (4..=8).contains(&decrypts),
         "{decrypts} Decrypts for 4 tokens"
     );
+}
+
+// ------------------------------------------- background renewal (manual clock)
+
+/// alice's session with role `svc` (1 h credentials, so no role refresh
+/// within these tests) and the emulator's KMS, on one manual clock.
+struct Background {
+    clock: ManualClock,
+    emu: Emulator,
+    session: Session,
+}
+
+fn background() -> Background {
+    init_logger();
+    let clock = ManualClock::starting_now();
+    let emu = emulator_with_alice(Duration::from_secs(3600))
+        .kms_key(REGION, [SERVICE])
+        .clock(clock.clock())
+        .start()
+        .unwrap();
+    let files = alice_files("", &role_profiles(&["svc"], "alice", ""));
+    let session = session_builder(&emu.endpoint(), files, "alice")
+        .clock(clock.clock())
+        .build()
+        .unwrap();
+    session
+        .generate_session_token(Duration::from_secs(3600), None)
+        .unwrap();
+    session.generate_credentials(&["svc"]).unwrap();
+    Background {
+        clock,
+        emu,
+        session,
+    }
+}
+
+impl Background {
+    /// A generator renewing in the background (10 min tokens: reused for
+    /// 4 min; the session's policy, `fast_policy`, renews in the last half
+    /// of that, jittered up to 12 s earlier).
+    fn generator(&self) -> TokenGenerator {
+        TokenGenerator::builder(SERVICE, "svc-a", "svc-b")
+            .client(
+                KmsClient::builder()
+                    .env(Env::from_pairs(Vec::<(String, String)>::new()))
+                    .region(REGION)
+                    .endpoint(self.emu.endpoint())
+                    .clock(self.clock.clock())
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .unwrap(),
+            )
+            .session_role(&self.session, "svc")
+            .refresh_in_background(true)
+            .build()
+            .unwrap()
+    }
+
+    fn encrypts(&self) -> usize {
+        self.emu.request_count(Action::Encrypt)
+    }
+
+    /// Moves the clock to `at` and lets the refresher act on it.
+    fn move_to(&self, at: time::OffsetDateTime) {
+        let by = at - self.clock.now();
+        assert!(by.is_positive(), "{at} is in the past");
+        self.clock.advance_and_settle(by.unsigned_abs());
+    }
+
+    /// `g.token()`, asserting it made no KMS call.
+    fn token_from_memory(&self, g: &TokenGenerator) -> Token {
+        let before = self.encrypts();
+        let t = g.token().unwrap();
+        assert_eq!(self.encrypts(), before, "token() called KMS");
+        t
+    }
+}
+
+const MINUTE: time::Duration = time::Duration::minutes(1);
+
+/// When `t` was made (by the generator's clock, whole seconds).
+fn made(t: &Token) -> time::OffsetDateTime {
+    t.not_before + 3 * MINUTE
+}
+
+#[test]
+fn background_renewal_runs_on_the_refresher_and_token_never_waits() {
+    let rig = background();
+    let g = rig.generator();
+    // The refresher makes the first token as soon as the task is added.
+    rig.clock.advance_and_settle(Duration::ZERO);
+    assert_eq!(rig.encrypts(), 1, "first token made in the background");
+    let first = rig.token_from_memory(&g);
+    let made_at = made(&first);
+    // Before the renewal window (at least 1 min 48 s after it was made):
+    // nothing happens.
+    rig.move_to(made_at + MINUTE + time::Duration::seconds(40));
+    assert_eq!(rig.encrypts(), 1);
+    assert_eq!(rig.token_from_memory(&g), first);
+    // Past it, while the first would still be reused: the refresher has
+    // renewed, and token() hands out the new one from memory.
+    rig.move_to(made_at + 2 * MINUTE + time::Duration::seconds(1));
+    assert_eq!(rig.encrypts(), 2, "renewed in the background");
+    let second = rig.token_from_memory(&g);
+    assert_ne!(second.token.expose(), first.token.expose());
+    assert!(second.not_after > first.not_after);
+    // A real token, signed with the role's credentials.
+    let role_key = rig.session.valid_credentials_for("svc").unwrap();
+    let enc = rig
+        .emu
+        .requests()
+        .into_iter()
+        .rfind(|r| r.action == Some(Action::Encrypt))
+        .unwrap();
+    assert_eq!(
+        enc.access_key_id.as_deref(),
+        Some(role_key.access_key_id.as_str())
+    );
+    let v = TokenValidator::builder("svc-b")
+        .client(client(&rig.emu))
+        .access_key(role_key.access_key())
+        .service_key(SERVICE)
+        .build()
+        .unwrap();
+    v.validate(&second.username, second.token.expose()).unwrap();
+    // Twenty minutes on, a minute at a time: renewed every two minutes or
+    // so, and every token() is served from memory, reusable.
+    for _ in 0..20 {
+        rig.clock.advance_and_settle(Duration::from_secs(60));
+        let t = rig.token_from_memory(&g);
+        assert!(rig.clock.now() <= t.not_after - 3 * MINUTE);
+    }
+    let renewals = rig.encrypts() - 2;
+    assert!(
+        (9..=12).contains(&renewals),
+        "{renewals} renewals in 20 min"
+    );
+    // A new round of generate_credentials replaces the refresher thread:
+    // the renewal goes on on the new one.
+    rig.session.generate_credentials(&["svc"]).unwrap();
+    let before = rig.encrypts();
+    rig.clock.advance_and_settle(Duration::from_secs(150));
+    assert_eq!(rig.encrypts(), before + 1);
+    rig.token_from_memory(&g);
+}
+
+#[test]
+fn failing_kms_keeps_the_token_while_reusable_then_token_asks_kms_itself() {
+    let rig = background();
+    let g = rig.generator();
+    rig.clock.advance_and_settle(Duration::ZERO);
+    let first = rig.token_from_memory(&g);
+    let made_at = made(&first);
+    let disabled = Fault::Error {
+        status: 400,
+        code: "DisabledException".into(),
+        message: "the key is disabled (injected)".into(),
+    };
+    rig.emu.inject(Action::Encrypt, disabled, 1000);
+    rig.move_to(made_at + 2 * MINUTE + time::Duration::seconds(1));
+    let failed = rig.encrypts();
+    assert_eq!(failed, 2, "the renewal was tried");
+    assert_eq!(rig.token_from_memory(&g), first, "kept while reusable");
+    // Retried with backoff while it lasts (each clock move lets the
+    // refresher try once more), still served from memory.
+    for _ in 0..5 {
+        rig.clock.advance_and_settle(Duration::from_secs(10));
+        assert_eq!(rig.token_from_memory(&g), first);
+    }
+    assert_eq!(rig.encrypts(), failed + 5);
+    // Past the reuse span nothing is reusable: token() asks KMS itself,
+    // and reports its error.
+    rig.move_to(made_at + 4 * MINUTE + time::Duration::seconds(1));
+    let before = rig.encrypts();
+    let e = g.token().unwrap_err();
+    assert_eq!(e.code(), Some("DisabledException"));
+    assert_eq!(rig.encrypts(), before + 1);
+    // KMS is back: the next retry renews, and token() is served again.
+    rig.emu.clear_faults();
+    rig.clock.advance_and_settle(Duration::from_secs(1));
+    let renewed = rig.token_from_memory(&g);
+    assert!(renewed.not_after > first.not_after);
+}
+
+#[test]
+fn dropping_the_generator_ends_its_renewals() {
+    let rig = background();
+    let g = rig.generator();
+    rig.clock.advance_and_settle(Duration::ZERO);
+    assert_eq!(rig.encrypts(), 1);
+    drop(g);
+    // Fifty minutes, past the role's refresh (45 min): the session goes on
+    // refreshing its role, the dropped generator's task is gone.
+    for _ in 0..10 {
+        rig.clock.advance_and_settle(Duration::from_secs(5 * 60));
+    }
+    assert_eq!(rig.encrypts(), 1, "no renewal after the drop");
+    assert_eq!(rig.emu.request_count(Action::AssumeRole), 2);
 }
 
 // ------------------------------------------------------------ the command

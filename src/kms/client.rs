@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
@@ -240,6 +241,19 @@ impl KmsClient {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<EncryptOutput> {
+        self.encrypt_cancellable(keys, key_id, plaintext, context, None)
+    }
+
+    /// [`encrypt`](Self::encrypt), whose retry backoff ends early on a
+    /// message on, or disconnection of, `cancel`.
+    pub(crate) fn encrypt_cancellable(
+        &self,
+        keys: &AccessKey,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<EncryptOutput> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
             return Err(Error::invalid_input(
                 "Plaintext",
@@ -253,7 +267,7 @@ impl KmsClient {
                 .string(&aws_smithy_types::base64::encode(plaintext));
             json::write_map(o, "EncryptionContext", context);
         });
-        let (fields, rid) = self.call("Encrypt", &body, keys)?;
+        let (fields, rid) = self.call("Encrypt", &body, keys, cancel)?;
         Ok(EncryptOutput {
             ciphertext_blob: blob(&fields, "CiphertextBlob", "Encrypt", &rid)?,
             key_id: string(&fields, "KeyId", "Encrypt", &rid)?,
@@ -280,7 +294,7 @@ impl KmsClient {
                 .string(&aws_smithy_types::base64::encode(ciphertext_blob));
             json::write_map(o, "EncryptionContext", context);
         });
-        let (fields, rid) = self.call("Decrypt", &body, keys)?;
+        let (fields, rid) = self.call("Decrypt", &body, keys, None)?;
         Ok(DecryptOutput {
             plaintext: blob(&fields, "Plaintext", "Decrypt", &rid)?,
             key_id: string(&fields, "KeyId", "Decrypt", &rid)?,
@@ -293,7 +307,7 @@ impl KmsClient {
         let body = json::object(|o| {
             o.key("KeyId").string(key_id);
         });
-        let (fields, rid) = self.call("DescribeKey", &body, keys)?;
+        let (fields, rid) = self.call("DescribeKey", &body, keys, None)?;
         let meta = fields.obj("KeyMetadata").ok_or_else(|| Error::Response {
             action: "DescribeKey",
             message: "no KeyMetadata object".into(),
@@ -312,6 +326,7 @@ impl KmsClient {
         action: &'static str,
         body: &str,
         keys: &AccessKey,
+        cancel: Option<&Receiver<()>>,
     ) -> Result<(json::Fields, Option<String>)> {
         let target = format!("TrentService.{action}");
         let headers = [
@@ -328,7 +343,7 @@ impl KmsClient {
                 parse_error,
             },
             keys,
-            None,
+            cancel,
         )?;
         let fields = json::parse_object(&reply.body).map_err(|e| Error::Response {
             action,
@@ -346,8 +361,9 @@ impl Kms for KmsClient {
         key_id: &str,
         plaintext: &[u8],
         context: &EncryptionContext,
+        cancel: Option<&Receiver<()>>,
     ) -> Result<EncryptOutput> {
-        KmsClient::encrypt(self, keys, key_id, plaintext, context)
+        self.encrypt_cancellable(keys, key_id, plaintext, context, cancel)
     }
 
     fn decrypt(

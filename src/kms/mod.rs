@@ -71,12 +71,15 @@ pub struct KeyMetadata {
 /// The three KMS operations kmsauth uses, so generator and validator logic
 /// is tested without a network.
 pub(crate) trait Kms: Send + Sync {
+    /// `cancel` (a message or disconnection) ends a retry backoff early:
+    /// a session's refresher passes its halt channel.
     fn encrypt(
         &self,
         keys: &AccessKey,
         key_id: &str,
         plaintext: &[u8],
         context: &EncryptionContext,
+        cancel: Option<&crossbeam_channel::Receiver<()>>,
     ) -> Result<EncryptOutput>;
 
     fn decrypt(

@@ -4,7 +4,10 @@
 //! python-kmsauth 0.6.3 in both directions.
 //!
 //! - [`TokenGenerator`] makes `(username, token)` pairs (version 1 or 2),
-//!   caching the token while python-kmsauth would reuse it.
+//!   caching the token while python-kmsauth would reuse it; optionally
+//!   renewed ahead of time on the session's refresher thread
+//!   ([`refresh_in_background`](TokenGeneratorBuilder::refresh_in_background)),
+//!   so `token()` does not wait on KMS.
 //! - [`TokenValidator`] checks them: username, version range, Decrypt with
 //!   the context, the decrypting key against the allow-lists, the validity
 //!   window; with an LRU of validated tokens. One validator serves many
@@ -215,6 +218,7 @@ pub(crate) mod fake {
             key_id: &str,
             plaintext: &[u8],
             context: &EncryptionContext,
+            _cancel: Option<&crossbeam_channel::Receiver<()>>,
         ) -> Result<EncryptOutput> {
             self.calls.lock().unwrap().push(format!("Encrypt {key_id}"));
             if let Some(e) = self.take_failure() {

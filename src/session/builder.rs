@@ -18,6 +18,7 @@ use crate::schedule::RefreshPolicy;
 use crate::secret::Secret;
 use crate::slot::Slot;
 use crate::sts::StsClientBuilder;
+use crate::tasks::Tasks;
 
 use super::Session;
 use crate::limits::DEFAULT_TOKEN_LIFETIME;
@@ -278,6 +279,7 @@ impl SessionBuilder {
                 parallelism: self.parallelism,
                 cache: self.cache,
                 slot: Slot::default(),
+                tasks: Tasks::default(),
                 subscribers: Subscribers::default(),
             }),
             files: Box::new(files),
@@ -287,7 +289,7 @@ impl SessionBuilder {
             mfa_serial: Mutex::new(None),
             require_mfa: self.require_mfa,
             token_state: Mutex::default(),
-            refresher: Mutex::new(None),
+            refresher: Arc::default(),
         })
     }
 }

@@ -10,7 +10,7 @@ mod mfa_serial;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -21,6 +21,7 @@ use crate::profile::ProfileFiles;
 use crate::refresher::{self, Refresher, Shared};
 use crate::slot::{CredentialSet, RoleSpec, Snapshot};
 use crate::sts::{AssumeRoleRequest, StsClient};
+use crate::tasks::Task;
 
 pub use builder::SessionBuilder;
 pub use cache_flow::{TokenMiss, TokenOrigin};
@@ -29,7 +30,9 @@ pub use cache_flow::{TokenMiss, TokenOrigin};
 /// it, kept fresh by one background thread.
 ///
 /// The thread (named `stslib-refresh`) runs only while there is something to
-/// refresh; [`halt`](Session::halt) and `Drop` stop and join it. Readers
+/// refresh (roles, or a kmsauth generator's token with
+/// [`refresh_in_background`](crate::kmsauth::TokenGeneratorBuilder::refresh_in_background));
+/// [`halt`](Session::halt) and `Drop` stop and join it. Readers
 /// ([`valid_credentials`](Session::valid_credentials) and friends) take
 /// a snapshot swapped in whole by each refresh: they never wait on the
 /// network and never see a half-updated set.
@@ -48,7 +51,16 @@ pub struct Session {
     require_mfa: bool,
     /// Where the token came from and why a new one was needed.
     token_state: Mutex<cache_flow::TokenState>,
-    refresher: Mutex<Option<Refresher>>,
+    /// Shared weakly with the [`TaskHost`]s of kmsauth generators.
+    refresher: Arc<Mutex<Runner>>,
+}
+
+/// The session's refresher thread, when one runs.
+#[derive(Default)]
+pub(crate) struct Runner {
+    current: Option<Refresher>,
+    /// Set when the session is dropped: no thread starts after that.
+    closed: bool,
 }
 
 impl fmt::Debug for Session {
@@ -267,13 +279,14 @@ impl Session {
             .collect();
         let needed = token
             .as_ref()
-            .is_some_and(|t| refresher::needs_refresher(&self.shared, t, &roles));
+            .is_some_and(|t| refresher::needs_refresher(&self.shared, t, &roles))
+            || !self.shared.tasks.is_empty();
         if self.refresh && needed {
             let serial = lock(&self.mfa_serial).clone().flatten();
             let r = Refresher::spawn(self.shared.clone(), live, serial)?;
-            // A concurrent call may have started one meanwhile: never leave
-            // a second thread running unjoined.
-            let previous = lock(&self.refresher).replace(r);
+            // A concurrent call (or a generator's task) may have started one
+            // meanwhile: never leave a second thread running unjoined.
+            let previous = lock(&self.refresher).current.replace(r);
             if let Some(previous) = previous {
                 previous.halt()?;
             }
@@ -353,17 +366,21 @@ impl Session {
     /// True while the refresher thread runs.
     pub fn is_refreshing(&self) -> bool {
         lock(&self.refresher)
+            .current
             .as_ref()
             .is_some_and(|r| !r.is_finished())
     }
 
     /// Stops the refresher thread and waits for it, then ends every event
     /// stream (see [`subscribe`](Self::subscribe)). Returns promptly when
-    /// idle; mid-request, within the STS client's timeouts; inside the MFA
+    /// idle; mid-request, within the STS client's timeouts (or, inside a
+    /// kmsauth generator's background renewal, the KMS client's); inside the MFA
     /// provider, at once (the thread is left to end when the provider
     /// returns, without using its answer). A panic inside the thread is
-    /// returned here as an error. Credentials already held stay readable.
-    /// Calling it again is a no-op.
+    /// returned here as an error. Credentials already held stay readable,
+    /// and generators still make tokens, on the caller's thread. A later
+    /// `generate_credentials` starts the thread again, background renewals
+    /// included. Calling it again is a no-op.
     pub fn halt(&self) -> Result<()> {
         let halted = self.halt_refresher();
         self.shared.subscribers.close();
@@ -381,7 +398,7 @@ impl Session {
     }
 
     fn halt_refresher(&self) -> Result<()> {
-        let r = lock(&self.refresher).take();
+        let r = lock(&self.refresher).current.take();
         match r {
             Some(r) => r.halt(),
             None => Ok(()),
@@ -423,10 +440,81 @@ impl Session {
             profile: profile.to_owned(),
         }
     }
+
+    /// A handle that puts [`Task`]s on this session's refresher thread
+    /// without keeping the session alive.
+    pub(crate) fn task_host(&self) -> TaskHost {
+        TaskHost {
+            shared: Arc::clone(&self.shared),
+            runner: Arc::downgrade(&self.refresher),
+            refresh: self.refresh,
+        }
+    }
+}
+
+/// Puts background work on a session's refresher thread (see
+/// [`crate::tasks`]); held by a kmsauth generator. It does not keep the
+/// session alive: once the session is dropped, nothing is added.
+#[derive(Clone)]
+pub(crate) struct TaskHost {
+    shared: Arc<Shared>,
+    runner: Weak<Mutex<Runner>>,
+    refresh: bool,
+}
+
+impl TaskHost {
+    /// Registers `task`, due at once, starting the refresher thread when
+    /// none runs (or the one running has decided to end). `field` names the
+    /// setting in errors: a session built with `refresh(false)`, or
+    /// dropped, runs no tasks.
+    pub(crate) fn add(&self, task: Box<dyn Task>, field: &'static str) -> Result<()> {
+        if !self.refresh {
+            return Err(Error::invalid_input(
+                field,
+                "the session was built with refresh(false): it runs no refresher thread",
+            ));
+        }
+        let gone = || Error::invalid_input(field, "the session has been dropped");
+        let runner = self.runner.upgrade().ok_or_else(gone)?;
+        let mut runner = lock(&runner);
+        if runner.closed {
+            return Err(gone());
+        }
+        let live = runner
+            .current
+            .as_ref()
+            .filter(|r| !r.is_finished())
+            .map(Refresher::ending);
+        if self.shared.tasks.add(task, live) {
+            return Ok(());
+        }
+        // The thread is ending (or gone) without having seen the task:
+        // join it (it has nothing left to do) and start one for the tasks.
+        if let Some(old) = runner.current.take() {
+            if let Err(e) = old.halt() {
+                log::warn!("refresher of `{}` ended badly: {e}", self.shared.profile);
+            }
+        }
+        runner.current = Some(Refresher::spawn(self.shared.clone(), Vec::new(), None)?);
+        Ok(())
+    }
+
+    /// A sender that wakes the refresher, for the task's owner to use when
+    /// it goes away (the task is then dropped at once).
+    pub(crate) fn waker(&self) -> crossbeam_channel::Sender<()> {
+        self.shared.tasks.waker()
+    }
+
+    /// The session's refresh policy (task schedules follow it too).
+    pub(crate) fn policy(&self) -> &crate::schedule::RefreshPolicy {
+        &self.shared.policy
+    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // No generator may start a thread once the session is gone.
+        lock(&self.refresher).closed = true;
         if let Err(e) = self.halt() {
             log::warn!("refresher of `{}` ended badly: {e}", self.shared.profile);
         }

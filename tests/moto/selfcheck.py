@@ -194,9 +194,15 @@ def check_auth_switch(state_file, state):
 
 
 def port_free(port):
+    """True when nothing listens on `port` any more. SO_REUSEADDR, as every
+    server sets it: connections the stopped server closed first linger in
+    TIME_WAIT for a minute and would make a plain bind fail although the
+    listener is gone."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen(1)
         except OSError:
             return False
     return True

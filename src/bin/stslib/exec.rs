@@ -125,8 +125,11 @@ pub(crate) fn cmd_exec(cl: &CommandLine, env: &stslib::Env) -> Result<u8, CmdErr
                 return Err(stslib::Error::InvalidInput {
                     field: "TokenCode",
                     message: format!(
-                        "the session token ended while `stslib exec --server` ran; \
-                         no MFA prompt for `{serial}` while the command owns the terminal"
+                        "no MFA prompt for `{serial}` while `stslib exec --server` runs \
+                         the command, so the session token is not renewed: credentials are \
+                         served until it ends, then the endpoint answers 503 (restart the \
+                         command with a new session; `stslib session --lifetime 36h` makes \
+                         a longer one)"
                     ),
                 });
             }
@@ -151,8 +154,11 @@ pub(crate) fn cmd_exec(cl: &CommandLine, env: &stslib::Env) -> Result<u8, CmdErr
     let server = if server_mode {
         let s = session.clone();
         let r = role.clone();
-        let server = CredentialServer::start(Arc::new(move || s.valid_credentials_for(&r)))
-            .map_err(|e| failed("credential server", e))?;
+        let server = CredentialServer::start(Arc::new(move || {
+            s.valid_credentials_for(&r)
+                .ok_or_else(|| unavailable(&s, &r))
+        }))
+        .map_err(|e| failed("credential server", e))?;
         cmd.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url())
             .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", server.token().expose());
         if hide_credentials_file {
@@ -189,6 +195,24 @@ pub(crate) fn cmd_exec(cl: &CommandLine, env: &stslib::Env) -> Result<u8, CmdErr
             eprintln!("stslib: error: command `{}` {what}: {e}", command[0]);
             Ok(code)
         }
+    }
+}
+
+/// Why the endpoint has no credentials for `role`: the `503` message the
+/// child's SDK shows.
+fn unavailable(session: &stslib::Session, role: &str) -> String {
+    let ended = session
+        .session_token()
+        .is_none_or(|t| t.expiration <= time::OffsetDateTime::now_utc());
+    if ended {
+        "the MFA session token has ended, and `stslib exec --server` does not ask for an MFA \
+         code while the command runs: restart the command (`stslib session --lifetime 36h` \
+         makes a longer session)"
+            .to_owned()
+    } else {
+        format!(
+            "no valid credentials for `{role}`: refreshing them is failing (see stslib's warnings)"
+        )
     }
 }
 

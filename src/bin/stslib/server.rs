@@ -59,9 +59,9 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Where the credentials come from: the session's slot, read on each
-/// request (never a network call). `None` when no valid credentials are
-/// held.
-pub(crate) type Source = Arc<dyn Fn() -> Option<stslib::Credentials> + Send + Sync>;
+/// request (never a network call). Without valid credentials, why not: the
+/// message of the `503` (the SDKs show it).
+pub(crate) type Source = Arc<dyn Fn() -> Result<stslib::Credentials, String> + Send + Sync>;
 
 /// A running credential endpoint on `127.0.0.1`, an ephemeral port.
 pub(crate) struct CredentialServer {
@@ -270,14 +270,8 @@ pub(crate) fn answer(
         return (404, "Not Found", error_body("no such path"));
     }
     match source() {
-        Some(c) => (200, "OK", credentials_json(&c)),
-        None => (
-            503,
-            "Service Unavailable",
-            error_body(
-                "no valid credentials: the session token has ended or refreshes are failing",
-            ),
-        ),
+        Ok(c) => (200, "OK", credentials_json(&c)),
+        Err(why) => (503, "Service Unavailable", error_body(&why)),
     }
 }
 
@@ -717,8 +711,8 @@ mod tests {
     #[test]
     fn answers_by_method_token_path_and_slot() {
         let token = stslib::Secret::new("t0k3n");
-        let full: Source = Arc::new(|| Some(creds()));
-        let empty: Source = Arc::new(|| None);
+        let full: Source = Arc::new(|| Ok(creds()));
+        let empty: Source = Arc::new(|| Err("the session token has ended".into()));
         let req = |method: &str, path: &str, auth: &[&str]| Head {
             method: method.into(),
             path: path.into(),
@@ -727,6 +721,8 @@ mod tests {
         let status = |h: &Head, s: &Source| answer(h, &token, s).0;
         assert_eq!(status(&req("GET", PATH, &["t0k3n"]), &full), 200);
         assert_eq!(status(&req("GET", PATH, &["t0k3n"]), &empty), 503);
+        let body = answer(&req("GET", PATH, &["t0k3n"]), &token, &empty).2;
+        assert_eq!(body, r#"{"message":"the session token has ended"}"#);
         assert_eq!(status(&req("GET", PATH, &[]), &full), 403);
         assert_eq!(status(&req("GET", PATH, &["t0k3"]), &full), 403);
         assert_eq!(status(&req("GET", PATH, &["Bearer t0k3n"]), &full), 403);
@@ -779,7 +775,7 @@ mod tests {
     #[test]
     fn stop_joins_the_thread_with_connections_open() {
         let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let server = CredentialServer::start(Arc::new(|| Some(creds()))).unwrap();
+        let server = CredentialServer::start(Arc::new(|| Ok(creds()))).unwrap();
         let addr = server.addr;
         let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 40)
             .map(|i| {
@@ -821,7 +817,7 @@ mod tests {
     #[test]
     fn a_new_connection_at_the_cap_closes_the_oldest() {
         let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let server = CredentialServer::start(Arc::new(|| Some(creds()))).unwrap();
+        let server = CredentialServer::start(Arc::new(|| Ok(creds()))).unwrap();
         let mut open: Vec<TcpStream> = (0..MAX_CONNECTIONS)
             .map(|_| TcpStream::connect(server.addr).unwrap())
             .collect();
@@ -850,7 +846,7 @@ mod tests {
     #[test]
     fn heads_are_read_as_they_come_and_bounded() {
         let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let server = CredentialServer::start(Arc::new(|| Some(creds()))).unwrap();
+        let server = CredentialServer::start(Arc::new(|| Ok(creds()))).unwrap();
         let req = request(&server);
         let mut never_closes = TcpStream::connect(server.addr).unwrap();
         never_closes.write_all(req.as_bytes()).unwrap();
