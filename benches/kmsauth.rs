@@ -6,8 +6,11 @@
 //!
 //! - miss: `TokenValidator::validate` of a token it has not seen (Decrypt,
 //!   key check against the cached DescribeKey, plaintext and time checks,
-//!   LRU insert) versus one floor Decrypt. Interleaved ABAB/BABA.
-//!   Target: p50 <= 1.10x floor.
+//!   LRU insert) versus one floor Decrypt. Interleaved ABAB/BABA, in
+//!   rounds that each make a new validator and a new floor agent (new
+//!   connections, new emulator threads: where those land on the vCPUs moves
+//!   a side's p50 for the connection's life, see `sts_round_trip`).
+//!   Target: the median over rounds of each round's p50 ratio <= 1.10x.
 //! - warm: `validate` of a token already in the LRU (no network) versus the
 //!   same floor Decrypt. Target: p50 <= 0.01x floor (a hit must cost well
 //!   under a hundredth of a round trip).
@@ -59,57 +62,68 @@ fn main() {
         .access_key(keys.clone())
         .build()
         .expect("generator");
-    let rounds = pick(2000, 100);
-    let warmup = pick(50, 5);
-    let tokens: Vec<Token> = (0..rounds + warmup)
+    let rounds = pick(20, 3);
+    let calls = pick(300, 40);
+    let warmup = pick(10, 3);
+    let tokens: Vec<Token> = (0..rounds * (calls + warmup))
         .map(|_| generator.generate().expect("token"))
         .collect();
-    let validator = TokenValidator::builder("svc-b")
-        .client(client())
-        .access_key(keys)
-        .service_key(ALIAS)
-        .cache_size(rounds + warmup + 1)
-        .build()
-        .expect("validator");
-
-    // ureq's defaults, as the floor promises (a non-2xx answer is an error
-    // there, and the floor panics on it either way).
-    let agent = ureq::Agent::new_with_defaults();
-    let host = emu.endpoint().trim_start_matches("http://").to_owned();
-    let floor_once = |token: &Token| {
-        let r = floor_decrypt(&agent, &host, &token.username, token.token.expose());
-        black_box(r);
+    let validator = || {
+        TokenValidator::builder("svc-b")
+            .client(client())
+            .access_key(keys.clone())
+            .service_key(ALIAS)
+            .cache_size(calls + warmup + 1)
+            .build()
+            .expect("validator")
     };
+    let host = emu.endpoint().trim_start_matches("http://").to_owned();
 
-    let mut next = 0;
-    for t in &tokens[..warmup] {
-        validator
-            .validate(&t.username, t.token.expose())
-            .expect("valid");
-        floor_once(t);
-        next += 1;
-    }
-    let mut miss = Vec::with_capacity(rounds);
-    let mut base = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let t = &tokens[next + i];
-        let lib = || {
-            black_box(
-                validator
-                    .validate(&t.username, t.token.expose())
-                    .expect("valid"),
-            );
+    let mut miss = Vec::with_capacity(rounds * calls);
+    let mut base = Vec::with_capacity(rounds * calls);
+    let mut ratios = Vec::with_capacity(rounds);
+    let mut last = None;
+    for round in tokens.chunks(calls + warmup) {
+        // New on both sides each round: connections and emulator threads.
+        let validator = validator();
+        // ureq's defaults, as the floor promises (a non-2xx answer is an
+        // error there, and the floor panics on it either way).
+        let agent = ureq::Agent::new_with_defaults();
+        let floor_once = |token: &Token| {
+            let r = floor_decrypt(&agent, &host, &token.username, token.token.expose());
+            black_box(r);
         };
-        if i % 2 == 0 {
-            miss.push(time_once(lib).0);
-            base.push(time_once(|| floor_once(t)).0);
-        } else {
-            base.push(time_once(|| floor_once(t)).0);
-            miss.push(time_once(lib).0);
+        let (warm_up, timed) = round.split_at(warmup);
+        for t in warm_up {
+            validator
+                .validate(&t.username, t.token.expose())
+                .expect("valid");
+            floor_once(t);
         }
+        let (mut m, mut b) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for (i, t) in timed.iter().enumerate() {
+            let lib = || {
+                black_box(
+                    validator
+                        .validate(&t.username, t.token.expose())
+                        .expect("valid"),
+                );
+            };
+            if i % 2 == 0 {
+                m.push(time_once(lib).0);
+                b.push(time_once(|| floor_once(t)).0);
+            } else {
+                b.push(time_once(|| floor_once(t)).0);
+                m.push(time_once(lib).0);
+            }
+        }
+        miss.extend_from_slice(&m);
+        base.extend_from_slice(&b);
+        ratios.push(Stats::new(m).p50() / Stats::new(b).p50());
+        last = Some((validator, &round[warmup]));
     }
-    // Warm: the tokens just validated are all in the LRU.
-    let hot = &tokens[next];
+    // Warm: the tokens the last round validated are all in its LRU.
+    let (validator, hot) = last.expect("a round");
     let warm = common::per_call(pick(200, 20), pick(1000, 100), || {
         black_box(
             validator
@@ -128,12 +142,23 @@ fn main() {
         per_sec(&warm),
         per_sec(&base)
     ));
-    let miss_ratio = miss.p50() / base.p50();
+    let ratios = Stats::new(ratios);
+    common::context(&format!(
+        "{rounds} rounds of {calls} misses per side, new validator and agent each round; \
+         per-round p50 ratio: median {:.3}x, min {:.3}x, max {:.3}x",
+        ratios.p50(),
+        ratios.min(),
+        ratios.max()
+    ));
+    let miss_ratio = ratios.p50();
     let warm_ratio = warm.p50() / base.p50();
     common::target(
-        "miss p50 <= 1.10x floor",
+        "miss p50 <= 1.10x floor (median of rounds)",
         miss_ratio <= 1.10,
-        &format!("{miss_ratio:.3}x"),
+        &format!(
+            "{miss_ratio:.3}x; pooled p50 {:.3}x",
+            miss.p50() / base.p50()
+        ),
     );
     common::target(
         "warm p50 <= 0.01x floor",

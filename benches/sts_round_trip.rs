@@ -6,8 +6,13 @@
 //! Both sides send the same AssumeRole (same session-token credentials, same
 //! parameters) to the same emulator and parse the answer into the
 //! credential fields plus the expiration time; each keeps its connection
-//! alive. Timing: interleaved calls (alternating who goes first), p50 of
-//! each side. Counting, in child processes that run one side only against
+//! alive. Timing: rounds of interleaved calls (alternating who goes
+//! first); each round makes both clients anew, so each gets new connections
+//! and new emulator threads. Where a connection's threads land on the two
+//! vCPUs moves one side's p50 by up to 1.5x for the whole life of that
+//! connection (seen: 1.53x, 0.69x and 0.88x in three one-connection runs a
+//! minute apart), so the figure is the median over rounds of each round's
+//! p50 ratio, as the outside measurement of issue 10 did it. Counting, in child processes that run one side only against
 //! this process's emulator (so the emulator's work is not counted):
 //! - user-space instructions per call: `valgrind --tool=callgrind`, collected
 //!   only inside the loop of calls (`--toggle-collect`);
@@ -57,38 +62,54 @@ fn main() {
         token: None,
     };
     let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
-    let side = Side::new(&endpoint, &token);
 
-    let warmup = pick(50, 10);
-    for _ in 0..warmup {
-        side.stslib();
-        side.floor();
-    }
-    let rounds = pick(2000, 200);
-    let mut lib = Vec::with_capacity(rounds);
-    let mut base = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        if i % 2 == 0 {
-            lib.push(time_once(|| side.stslib()).0);
-            base.push(time_once(|| side.floor()).0);
-        } else {
-            base.push(time_once(|| side.floor()).0);
-            lib.push(time_once(|| side.stslib()).0);
+    let rounds = pick(30, 4);
+    let calls = pick(500, 100);
+    let warmup = pick(20, 5);
+    let mut lib = Vec::with_capacity(rounds * calls);
+    let mut base = Vec::with_capacity(rounds * calls);
+    let mut ratios = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        // New clients: new connections, new emulator threads.
+        let side = Side::new(&endpoint, &token);
+        for _ in 0..warmup {
+            side.stslib();
+            side.floor();
         }
+        let (mut l, mut b) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for i in 0..calls {
+            if i % 2 == 0 {
+                l.push(time_once(|| side.stslib()).0);
+                b.push(time_once(|| side.floor()).0);
+            } else {
+                b.push(time_once(|| side.floor()).0);
+                l.push(time_once(|| side.stslib()).0);
+            }
+        }
+        lib.extend_from_slice(&l);
+        base.extend_from_slice(&b);
+        ratios.push(Stats::new(l).p50() / Stats::new(b).p50());
     }
     let (lib, base) = (Stats::new(lib), Stats::new(base));
-    dist("stslib StsClient::assume_role", &lib);
-    dist("floor ureq+aws-sigv4+roxmltree", &base);
+    dist("stslib StsClient::assume_role, all rounds", &lib);
+    dist("floor ureq+aws-sigv4+roxmltree, all rounds", &base);
+    let ratios = Stats::new(ratios);
     common::context(&format!(
-        "{} connections accepted by the emulator (each side keeps its own alive)",
+        "{rounds} rounds of {calls} calls per side, new clients each round; \
+         per-round p50 ratio: median {:.3}x, min {:.3}x, max {:.3}x; \
+         {} connections accepted by the emulator",
+        ratios.p50(),
+        ratios.min(),
+        ratios.max(),
         emu.connection_count()
     ));
-    let ratio = lib.p50() / base.p50();
+    let ratio = ratios.p50();
     common::target(
-        "p50 <= 1.0x floor",
+        "p50 <= 1.0x floor (median of rounds)",
         ratio <= 1.0,
         &format!(
-            "{ratio:.3}x; p99 ratio {:.2}x",
+            "{ratio:.3}x; pooled p50 {:.3}x, pooled p99 {:.2}x",
+            lib.p50() / base.p50(),
             lib.p99() / base.p99().max(1.0)
         ),
     );

@@ -395,6 +395,7 @@ impl TokenValidator {
             username: name,
         };
         let cached = lock(&self.cache).get(&key);
+        let hit = cached.is_some();
         let decrypted = match cached {
             Some(d) => d,
             // 4-6. Decrypt, key check, plaintext.
@@ -409,7 +410,8 @@ impl TokenValidator {
         if now < validity.not_before || now > validity.not_after {
             return Err(reject(TokenRejection::InvalidTimeValidity));
         }
-        // 8. Remember the success.
+        // 8. Remember the success (a hit is already the most recent entry:
+        // `get` moved it there).
         let out = ValidatedToken {
             version: key.username.version,
             from: key.username.from.clone(),
@@ -420,7 +422,9 @@ impl TokenValidator {
             key_alias: decrypted.key_alias.clone(),
             account: decrypted.account.clone(),
         };
-        lock(&self.cache).put(key, decrypted);
+        if !hit {
+            lock(&self.cache).put(key, decrypted);
+        }
         Ok(out)
     }
 
