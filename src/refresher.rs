@@ -412,6 +412,13 @@ fn run(job: Job, control: &Receiver<()>) {
             return;
         };
         let sleep = policy.sleep_for(now, deadline);
+        if sleep.is_zero() && !halted(control) {
+            // Due now (a deadline set during this pass: a token STS called
+            // expired, a task): go round again at once, as a system clock's
+            // zero timer would. A manual clock's timer never fires, and
+            // going idle here would let `settle` return with work due.
+            continue;
+        }
         wakeups.idle(generation);
         log::debug!(
             "refresher of `{}`: next deadline {deadline}, sleeping {sleep:?}",

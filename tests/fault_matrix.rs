@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Emulator, Fault};
 use stslib::sts::{AssumeRoleRequest, GetSessionTokenRequest};
 use stslib::{AccessKey, Error, Event, Secret, Session, StsClient};
-use time::OffsetDateTime;
 
 const KEY: &str = "AKIAFAULTMATRIX00001";
 const SECRET: &str = "fault/matrix/secret/0000000000000000000000";
@@ -112,16 +112,38 @@ fn connection_reset_and_drop_are_retried() {
     );
 }
 
+/// Real time on purpose: a peer that stops answering is cut off by the
+/// client's socket timeouts, which run on the OS clock. Kept short: a
+/// 300 ms timeout against 3-second stalls.
 #[test]
 fn stall_past_the_timeout_is_bounded_and_retried() {
-    let started = Instant::now();
-    let (r, n) = with_fault(Fault::Stall(Duration::from_secs(3)), 1);
+    let stalled = |times| {
+        let emu = emulator();
+        emu.inject(
+            Action::AssumeRole,
+            Fault::Stall(Duration::from_secs(3)),
+            times,
+        );
+        let client = StsClient::builder()
+            .endpoint(emu.endpoint())
+            .timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(500))
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let r = client.assume_role(&user(), &AssumeRoleRequest::new(ROLE, "matrix-test"));
+        (r, emu.request_count(Action::AssumeRole), started.elapsed())
+    };
+    let (r, n, _) = stalled(1);
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(n, 2);
-    let (r, _) = with_fault(Fault::Stall(Duration::from_secs(3)), 5);
+    let (r, n, took) = stalled(5);
     assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
-    // Three attempts of 0.8 s plus backoff, not three 3-second stalls.
-    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(n, 3);
+    // Three attempts of 0.3 s plus at most 0.3 s of backoff, not even one
+    // 3-second stall sat out.
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]
@@ -245,11 +267,16 @@ fn delay_within_the_timeout_just_succeeds() {
 // ---- Session level ------------------------------------------------------
 //
 // One role with 4-second credentials (refreshed at about 2 s) on a session
-// whose 6-second token renews through an MFA provider. The client tries
-// each call twice with a 500 ms timeout, so `times` injected faults make
-// exactly one refresh round fail: 2 for retried faults, 1 for the others.
-// The retry after it (within 100 ms) succeeds well before the old
-// credentials expire, even after a stalled round (about 1.1 s).
+// whose 6-second token renews through an MFA provider, the session and the
+// emulator sharing one manual clock that the test moves 50 ms at a time.
+// The client tries each call twice with a 500 ms timeout, so `times`
+// injected faults make exactly one refresh round fail: 2 for retried
+// faults, 1 for the others. The retry after it (within 100 ms of clock
+// time) succeeds long before the old credentials expire. Real time passes
+// only for the calls themselves, the client's backoff between its two
+// attempts (at most 100 ms, on the OS clock) and, for a stall, the two
+// attempts' 500 ms socket timeouts: a silent peer is cut off by the OS
+// clock, which no manual clock can move.
 
 /// The error a failed refresh round must report.
 #[derive(Debug, Clone, Copy)]
@@ -277,19 +304,31 @@ impl Expect {
 
 const ROLE_LIFETIME: Duration = Duration::from_secs(4);
 
+/// Waits until the reader's poll count reaches `n` (within 5 s of real
+/// time; a poll takes microseconds).
+fn wait_for_polls(polls: &AtomicUsize, n: usize) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while polls.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < end, "the reader stopped polling");
+        std::thread::yield_now();
+    }
+}
+
 /// Runs the scenario above for `fault` and checks everything the session
 /// promises while it happens.
 fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
     common::init_logger();
-    let emu = common::renewing_emulator(Duration::from_secs(6), ROLE_LIFETIME);
+    let t = ManualClock::starting_now();
+    let emu = common::renewing_emulator_on(Duration::from_secs(6), ROLE_LIFETIME, &t);
     let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .clock(t.clock())
         .timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(500))
         .max_attempts(2)
         .build()
         .unwrap();
     let events = session.subscribe();
-    let outcomes = session.generate_credentials(&["r1"]).unwrap();
+    let outcomes = session.generate_credentials(["r1"]).unwrap();
     assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
     assert!(session.is_refreshing());
     let old = session.valid_credentials_for("r1").unwrap();
@@ -297,15 +336,19 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
     emu.inject(Action::AssumeRole, fault.clone(), times);
 
     let stop = AtomicBool::new(false);
+    let polls = AtomicUsize::new(0);
     let problems = Mutex::new(Vec::<String>::new());
-    // Access key ids readers saw, consecutive repeats folded.
+    // Access key ids the reader saw, consecutive repeats folded.
     let keys = Mutex::new(Vec::<String>::new());
     let mut failures = Vec::new();
     let mut refreshed = None;
+    let mut seen = Vec::new();
     std::thread::scope(|s| {
+        // A reader polling while the clock moves and the refresher fails
+        // and recovers: always r1, never expired.
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                let before = OffsetDateTime::now_utc();
+                let before = session.clock().now();
                 let set = session.valid_credentials();
                 match set.get("r1") {
                     Some(c) => {
@@ -325,34 +368,57 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
                     )),
                     None => {}
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                polls.fetch_add(1, Ordering::Relaxed);
+                // Not a spin: parallel tests share two cores.
+                std::thread::sleep(Duration::from_micros(100));
             }
         });
-        let (done, seen) = common::wait_event(&events, Duration::from_secs(5), |e| match e {
-            Event::RefreshFailed { profile, error } => {
-                assert_eq!(profile, "r1");
-                // The old credentials are still what readers get.
-                let now = OffsetDateTime::now_utc();
-                let held = session.valid_credentials_for("r1");
-                assert_eq!(
-                    held.as_ref().map(|c| c.access_key_id.as_str()),
-                    Some(old.access_key_id.as_str()),
-                    "{fault:?}: old credentials not held after a failed round"
-                );
-                assert!(held.is_some_and(|c| c.expiration > now));
-                failures.push(error.clone());
-                false
+        let _stop = common::SetOnDrop(&stop);
+        let step = Duration::from_millis(50);
+        while refreshed.is_none() {
+            assert!(
+                t.now() < old.expiration,
+                "{fault:?}: no recovery while the old credentials lasted; events {seen:?}"
+            );
+            let polled = polls.load(Ordering::Relaxed);
+            // The round runs inside the settle: the clock stands still
+            // until every event of it has been sent.
+            t.advance_and_settle(step);
+            for e in events.try_iter() {
+                match &e {
+                    Event::RefreshFailed { profile, error } => {
+                        assert_eq!(profile, "r1");
+                        // The old credentials are still what readers get.
+                        let held = session.valid_credentials_for("r1");
+                        assert_eq!(
+                            held.map(|c| c.access_key_id),
+                            Some(old.access_key_id.clone()),
+                            "{fault:?}: old credentials not held after a failed round"
+                        );
+                        failures.push(error.clone());
+                    }
+                    Event::Refreshed { profile, .. } if profile == "r1" => {
+                        refreshed = Some(e.clone());
+                    }
+                    _ => {}
+                }
+                seen.push(e);
             }
-            Event::Refreshed { profile, .. } => profile == "r1",
-            _ => false,
-        });
-        stop.store(true, Ordering::Relaxed);
-        assert!(done.is_some(), "{fault:?}: no recovery; events {seen:?}");
-        refreshed = done;
+            wait_for_polls(&polls, polled + 1);
+        }
+        // Recovered with the old credentials still valid (the clock has
+        // stood still since the round).
+        assert!(t.now() < old.expiration, "{fault:?}: recovered too late");
+        // Two more polls: the second began after the new credentials were
+        // in (they were published before the event was sent).
+        wait_for_polls(&polls, polls.load(Ordering::Relaxed) + 2);
     });
 
     let problems = problems.into_inner().unwrap();
-    assert!(problems.is_empty(), "{fault:?}: readers saw {problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "{fault:?}: the reader saw {problems:#?}"
+    );
     assert_eq!(failures.len(), 1, "{fault:?}: failures {failures:?}");
     assert!(
         expect.matches(&failures[0]),
@@ -360,7 +426,7 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
         failures[0]
     );
     // The recovery: new credentials, announced after readers could see
-    // them, and readers moved from the old ones to them once.
+    // them, and the reader moved from the old ones to them once.
     let Some(Event::Refreshed { expiration, .. }) = refreshed else {
         unreachable!()
     };
@@ -369,8 +435,11 @@ fn session_rides_out(fault: Fault, times: usize, expect: Expect) {
     assert_eq!(new.expiration, expiration);
     assert!(new.expiration > old.expiration);
     let keys = keys.into_inner().unwrap();
-    assert_eq!(keys.first(), Some(&old.access_key_id), "{keys:?}");
-    assert!(keys.len() <= 2, "readers flipped between keys: {keys:?}");
+    assert_eq!(
+        keys,
+        [old.access_key_id.clone(), new.access_key_id.clone()],
+        "{fault:?}"
+    );
     // One failed round used up the faults; one more call succeeded.
     assert_eq!(emu.request_count(Action::AssumeRole), first + times + 1);
     common::halt_promptly(&session, Duration::from_secs(2));
@@ -457,17 +526,19 @@ fn session_rides_out_an_oversized_response() {
 
 /// A halt in the middle of a refresh round of more roles than run at once
 /// waits for the calls in flight, not for the rest of the round: workers
-/// take no new role once halted. (Before, a round of five roles per worker
-/// against a stalling STS kept `halt()` waiting for all five timeouts.)
+/// take no new role once halted. (Before, a round of six roles per worker
+/// against a stalling STS kept `halt()` waiting for all six timeouts.)
 #[test]
 fn halt_mid_round_waits_for_calls_in_flight_only() {
     common::init_logger();
     // One worker (the inline path) and two (scoped threads).
     for parallelism in [1, 2] {
+        let t = ManualClock::starting_now();
         let names = common::role_names(6 * parallelism);
         let roles: Vec<&str> = names.iter().map(String::as_str).collect();
-        let emu = common::renewing_emulator(Duration::from_secs(60), Duration::from_secs(2));
+        let emu = common::renewing_emulator_on(Duration::from_secs(60), Duration::from_secs(2), &t);
         let session = common::renewing_session(&emu.endpoint(), &roles)
+            .clock(t.clock())
             .timeout(Duration::from_millis(500))
             .max_attempts(1)
             .parallelism(parallelism)
@@ -482,15 +553,18 @@ fn halt_mid_round_waits_for_calls_in_flight_only() {
             Fault::Stall(Duration::from_secs(5)),
             100,
         );
-        // The first roles due stall their round for 500 ms; meanwhile the
-        // others come due and make the next round. Halt once that one is
-        // under way: its five calls per worker would take 2.5 s.
+        // Issued at one clock time, every role comes due at 1 s, in one
+        // round of six per worker, each call stalled until the client's
+        // 500 ms socket timeout (real time: a silent peer). Move the clock
+        // there without settling (the round would take 3 s) and halt once
+        // every worker is in its first call.
+        t.advance(Duration::from_secs(1));
         assert!(common::eventually(Duration::from_secs(3), || {
-            emu.request_count(Action::AssumeRole) >= first + 2 * parallelism
+            emu.request_count(Action::AssumeRole) >= first + parallelism
         }));
         common::halt_promptly(&session, Duration::from_millis(1500));
         let calls = emu.request_count(Action::AssumeRole) - first;
-        assert!(calls <= 3 * parallelism, "{calls} calls");
+        assert!(calls <= 2 * parallelism, "{calls} calls");
     }
 }
 
@@ -500,14 +574,18 @@ fn halt_mid_round_waits_for_calls_in_flight_only() {
 #[test]
 fn an_expired_token_answer_renews_the_token_at_once() {
     common::init_logger();
-    // A token of one hour: its scheduled renewal is far away.
-    let emu = common::renewing_emulator(Duration::from_secs(3600), ROLE_LIFETIME);
+    let t = ManualClock::starting_now();
+    // A token of one hour: its scheduled renewal is half an hour away.
+    let emu = common::renewing_emulator_on(Duration::from_secs(3600), ROLE_LIFETIME, &t);
     let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .clock(t.clock())
         .max_attempts(1)
         .build()
         .unwrap();
     let events = session.subscribe();
-    session.generate_credentials(&["r1"]).unwrap();
+    session.generate_credentials(["r1"]).unwrap();
+    let old = session.valid_credentials_for("r1").unwrap();
+    let token = session.session_token().unwrap();
     assert_eq!(emu.request_count(Action::GetSessionToken), 1);
     emu.inject(
         Action::AssumeRole,
@@ -518,15 +596,36 @@ fn an_expired_token_answer_renews_the_token_at_once() {
         },
         1,
     );
-    let (renewed, seen) = common::wait_event(&events, Duration::from_secs(6), |e| {
-        matches!(e, Event::TokenRenewed { .. })
-    });
-    assert!(renewed.is_some(), "no early renewal; events {seen:?}");
+    let step = Duration::from_millis(100);
+    let (rejected, seen) = common::advance_until(
+        &t,
+        &events,
+        step,
+        ROLE_LIFETIME,
+        |e| matches!(e, Event::RefreshFailed { error, .. } if error.code() == Some("ExpiredToken")),
+    );
+    assert!(rejected.is_some(), "no rejected refresh; events {seen:?}");
+    // Renewed in the same pass as the rejection, with no further move of
+    // the clock (a deadline of "now" is not left waiting for one), and with
+    // the old role credentials still valid: not half an hour later.
+    let next = events.try_recv();
+    assert!(
+        matches!(next, Ok(Event::TokenRenewed { .. })),
+        "not renewed at once: {next:?}"
+    );
+    assert!(t.now() < old.expiration);
     assert_eq!(emu.request_count(Action::GetSessionToken), 2);
-    let (refreshed, seen) = common::wait_event(&events, Duration::from_secs(6), |e| {
+    let renewed = session.session_token().unwrap();
+    assert_ne!(renewed.access_key_id, token.access_key_id);
+    let (refreshed, seen) = common::advance_until(&t, &events, step, ROLE_LIFETIME, |e| {
         matches!(e, Event::Refreshed { .. })
     });
     assert!(refreshed.is_some(), "no refresh after renewal; {seen:?}");
+    assert!(t.now() < old.expiration, "refreshed after the role expired");
+    // ... signed with the new token.
+    let last = emu.requests().into_iter().last().unwrap();
+    assert_eq!(last.action, Some(Action::AssumeRole));
+    assert_eq!(last.access_key_id, Some(renewed.access_key_id));
     common::halt_promptly(&session, Duration::from_secs(2));
 }
 
@@ -536,16 +635,22 @@ fn an_expired_token_answer_renews_the_token_at_once() {
 #[test]
 fn a_halt_cuts_the_retry_backoff_short() {
     common::init_logger();
-    let emu = common::renewing_emulator(Duration::from_secs(60), Duration::from_secs(2));
+    let t = ManualClock::starting_now();
+    let emu = common::renewing_emulator_on(Duration::from_secs(60), Duration::from_secs(2), &t);
     let session: Session = common::renewing_session(&emu.endpoint(), &["r1"])
+        .clock(t.clock())
         .max_attempts(12)
         .build()
         .unwrap();
-    session.generate_credentials(&["r1"]).unwrap();
+    session.generate_credentials(["r1"]).unwrap();
     let first = emu.request_count(Action::AssumeRole);
     emu.inject(Action::AssumeRole, Fault::throttling(), 1000);
-    // Wait until the refresher is a few attempts into its backoff (later
-    // backoffs grow to seconds).
+    // The role comes due by 1 s of clock time: move there without settling
+    // (the round would retry for seconds). The client's backoff runs on the
+    // OS clock, and that real wait is what a halt must cut short: wait
+    // until the refresher is a few attempts in (later backoffs grow to
+    // seconds).
+    t.advance(Duration::from_secs(1));
     assert!(common::eventually(Duration::from_secs(20), || {
         emu.request_count(Action::AssumeRole) >= first + 5
     }));

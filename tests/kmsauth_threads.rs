@@ -10,10 +10,9 @@
 //! live threads.
 
 mod common;
+#[path = "common/thread_counter.rs"]
+mod thread_counter;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -25,48 +24,6 @@ use stslib::emulator::{Action, Emulator, Fault};
 use stslib::kms::KmsClient;
 use stslib::kmsauth::TokenGenerator;
 use stslib::{Env, Event, Session};
-
-/// Threads that have allocated at least once.
-static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_thread() {
-    let _ = COUNTED.try_with(|c| {
-        if !c.get() {
-            c.set(true);
-            THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-}
-
-struct CountingAlloc;
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// bookkeeping touches only a const thread-local `Cell` and an atomic, which
-// never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_thread();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_thread();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_thread();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 const REGION: &str = "us-east-1";
 const KEY: &str = "alias/authnz-service";
@@ -153,12 +110,12 @@ fn background_renewal_uses_the_one_refresher_thread() {
     assert_eq!(our_threads(), expected);
     // Renewals create no thread, not even a short-lived one (the KMS
     // connections are kept alive, so the emulator starts none either).
-    let seen = THREADS_SEEN.load(Ordering::SeqCst);
+    let seen = thread_counter::threads_seen();
     for _ in 0..5 {
         clock.advance_and_settle(Duration::from_secs(60));
     }
     assert!(encrypts() >= 6, "{} Encrypts", encrypts());
-    assert_eq!(THREADS_SEEN.load(Ordering::SeqCst), seen, "threads created");
+    assert_eq!(thread_counter::threads_seen(), seen, "threads created");
     assert_eq!(our_threads(), expected);
     // With both generators gone the thread has nothing left and ends.
     let events = s.subscribe();

@@ -23,7 +23,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use common::{fast_policy, wait_event};
+use common::{advance_until, fast_policy};
 use stslib::cache::Cache;
 use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Emulator, Fault};
@@ -157,6 +157,8 @@ struct Record {
     level: log::Level,
     target: String,
     text: String,
+    /// The thread that logged it (ureq logs on the caller's thread).
+    thread: std::thread::ThreadId,
 }
 
 static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
@@ -172,6 +174,7 @@ impl log::Log for Capture {
             level: r.level(),
             target: r.target().to_owned(),
             text: r.args().to_string(),
+            thread: std::thread::current().id(),
         };
         RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
     }
@@ -217,8 +220,11 @@ fn assert_logs_clean() -> usize {
 /// `.` for spaces and control bytes), rows joined in order.
 fn ureq_wire_dump() -> String {
     let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    // This thread's calls only: other tests' dumps would interleave.
+    let me = std::thread::current().id();
     records
         .iter()
+        .filter(|r| r.thread == me)
         .filter(|r| r.target.starts_with("ureq_proto") && r.level == log::Level::Trace)
         .filter_map(|r| r.text.get(41..).filter(|a| a.len() == 16))
         .collect()
@@ -280,13 +286,23 @@ fn gst_with(code: &str) -> GetSessionTokenRequest {
 
 // ---- The library ---------------------------------------------------------------
 
+/// How far the session tests move their manual clock at a time, and at
+/// most while waiting for one event (several credential lifetimes).
+const STEP: Duration = Duration::from_millis(100);
+const LIMIT: Duration = Duration::from_secs(20);
+
 /// A session with MFA, several roles, refresh rounds, failing refreshes,
 /// and the disk cache: nothing it logs or shows carries a secret.
 #[test]
 fn session_flows_leak_nothing() {
     capture_logs();
     let mut shown = Shown::default();
-    let builder = emulator().role_lifetime(Duration::from_secs(2));
+    // The session and the emulator share a manual clock: refresh rounds
+    // come when it is moved, not after waiting for real expirations.
+    let clock = ManualClock::starting_now();
+    let builder = emulator()
+        .clock(clock.clock())
+        .role_lifetime(Duration::from_secs(2));
     shown.debug("EmulatorBuilder", &builder);
     let emu = builder.start().unwrap();
     let endpoint = emu.endpoint();
@@ -314,6 +330,7 @@ fn session_flows_leak_nothing() {
     }
 
     let builder = common::session_builder(&endpoint, files.clone(), USER)
+        .clock(clock.clock())
         .refresh_policy(fast_policy())
         .cache(cache.clone())
         .token_lifetime(Duration::from_secs(900));
@@ -345,7 +362,7 @@ fn session_flows_leak_nothing() {
     // Refresh rounds, learning each new set as it comes.
     let mut rounds = 0;
     while rounds < 4 {
-        let (e, seen) = wait_event(&events, Duration::from_secs(20), |e| {
+        let (e, seen) = advance_until(&clock, &events, STEP, LIMIT, |e| {
             matches!(e, Event::Refreshed { .. })
         });
         for e in seen.iter().chain(&e) {
@@ -360,7 +377,7 @@ fn session_flows_leak_nothing() {
     // Failing refreshes (5xx, then denied), then recovery.
     emu.inject(Action::AssumeRole, Fault::internal(), 6);
     emu.inject(Action::AssumeRole, Fault::access_denied(), 2);
-    let (failed, seen) = wait_event(&events, Duration::from_secs(20), |e| {
+    let (failed, seen) = advance_until(&clock, &events, STEP, LIMIT, |e| {
         matches!(e, Event::RefreshFailed { .. })
     });
     for e in seen.iter().chain(&failed) {
@@ -371,7 +388,7 @@ fn session_flows_leak_nothing() {
         other => panic!("no failed refresh: {other:?}"),
     }
     emu.clear_faults();
-    let (e, seen) = wait_event(&events, Duration::from_secs(20), |e| {
+    let (e, seen) = advance_until(&clock, &events, STEP, LIMIT, |e| {
         matches!(e, Event::Refreshed { .. })
     });
     assert!(e.is_some(), "no recovery: {seen:?}");
@@ -434,11 +451,14 @@ fn session_flows_leak_nothing() {
 fn token_renewal_with_mfa_provider_leaks_nothing() {
     capture_logs();
     let mut shown = Shown::default();
+    let clock = ManualClock::starting_now();
     let emu = emulator()
+        .clock(clock.clock())
         .credential_lifetime(Duration::from_secs(3))
         .start()
         .unwrap();
     let session = common::session_builder(&emu.endpoint(), files(USER_SECRET), USER)
+        .clock(clock.clock())
         .mfa_provider(|_serial| Ok(Secret::new(CODE)))
         .token_lifetime(Duration::from_secs(900))
         .build()
@@ -449,7 +469,7 @@ fn token_renewal_with_mfa_provider_leaks_nothing() {
         learn(c.as_ref().unwrap());
     }
     learn(&session.session_token().unwrap());
-    let (e, seen) = wait_event(&events, Duration::from_secs(20), |e| {
+    let (e, seen) = advance_until(&clock, &events, STEP, LIMIT, |e| {
         matches!(e, Event::TokenRenewed { .. })
     });
     assert!(e.is_some(), "no renewal: {seen:?}");

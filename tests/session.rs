@@ -59,6 +59,13 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
     assert_eq!(first_assumes, roles.len());
     assert!(session.is_refreshing());
 
+    // The expiration of what readers get for each role: every refresh
+    // must come before it.
+    let mut held: BTreeMap<String, time::OffsetDateTime> = session
+        .valid_credentials()
+        .iter()
+        .map(|(p, c)| (p.to_owned(), c.expiration))
+        .collect();
     let stop = AtomicBool::new(false);
     let polls = AtomicUsize::new(0);
     // Problems the reader saw, reported after the threads are joined.
@@ -92,6 +99,7 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                 std::thread::yield_now();
             }
         });
+        let _stop = SetOnDrop(&stop);
         // 100 ms of clock time per step, up to 15 s: several lifetimes; the
         // reader polls at least once between steps.
         let mut seen = Vec::new();
@@ -105,9 +113,18 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                     expiration,
                 } = &e
                 {
+                    // Before the credentials it replaces expired (the
+                    // clock has stood still since the round), in every
+                    // round.
+                    let now = t.now();
+                    let before = held.insert(profile.clone(), *expiration);
+                    assert!(
+                        before.is_some_and(|b| now < b),
+                        "{profile}: refreshed at {now}, held ones expired at {before:?}"
+                    );
                     // Published before announced: readers already see it.
-                    let held = session.latest_credentials();
-                    let c = held.get(profile).expect("refreshed profile is held");
+                    let latest = session.latest_credentials();
+                    let c = latest.get(profile).expect("refreshed profile is held");
                     assert!(c.expiration >= *expiration, "{profile}: event before swap");
                     // Each credential is one the emulator issued for this
                     // very role: its key, secret and token authenticate
@@ -130,6 +147,9 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
                 }
                 seen.push(e);
             }
+            // Between rounds too: every role valid at this clock time.
+            let valid = session.valid_credentials();
+            assert_eq!(valid.len(), roles.len(), "a role lapsed at {}", t.now());
             done = refreshed.len() == roles.len() && refreshed.values().all(|&n| n >= 3);
             if done {
                 break;
@@ -145,12 +165,10 @@ fn every_role_is_refreshed_before_expiry_over_several_rounds() {
             seen.into_iter()
                 .filter(|e| !matches!(e, Event::Refreshed { .. })),
         );
-        stop.store(true, Ordering::Relaxed);
     });
 
     let problems = problems.into_inner().unwrap();
     assert!(problems.is_empty(), "reader saw: {problems:#?}");
-    assert!(polls.load(Ordering::Relaxed) > 50);
     for r in &roles {
         assert!(
             refreshed.get(r).copied().unwrap_or(0) >= 3,

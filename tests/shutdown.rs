@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use crossbeam_channel::TryRecvError;
 use stslib::clock::ManualClock;
 use stslib::emulator::{Action, Fault};
 use stslib::{Event, Secret, Session};
@@ -98,11 +99,19 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         s.halt().unwrap();
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert!(matches!(events.try_recv(), Ok(Event::Halted)));
+        // ... and the end of the stream: nothing can follow, from the
+        // second halt or anything else.
+        assert!(matches!(events.try_recv(), Err(TryRecvError::Disconnected)));
         assert!(!s.is_refreshing());
         assert!(no_refresh_threads());
         s.halt().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(events.try_recv().is_err(), "second halt did something");
+        assert!(!s.is_refreshing());
+        assert!(no_refresh_threads());
+        // A subscriber joining after the halt gets an ended stream too.
+        assert!(matches!(
+            s.subscribe().try_recv(),
+            Err(TryRecvError::Disconnected)
+        ));
         // Credentials already held stay readable.
         assert_eq!(s.valid_credentials().len(), 2);
     }
@@ -116,7 +125,7 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         drop(s);
         assert!(no_refresh_threads());
         assert!(matches!(events.try_recv(), Ok(Event::Halted)));
-        assert!(events.recv_timeout(Duration::from_millis(100)).is_err());
+        assert!(matches!(events.try_recv(), Err(TryRecvError::Disconnected)));
     }
 
     // Generating credentials again halts the old thread first.
@@ -214,7 +223,10 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         s.halt().unwrap();
         s.halt().unwrap();
         assert!(t.elapsed() < Duration::from_secs(1));
-        assert!(events.try_recv().is_err(), "no Halted from an ended thread");
+        assert!(
+            matches!(events.try_recv(), Err(TryRecvError::Disconnected)),
+            "no Halted from an ended thread, then the end of the stream"
+        );
     }
 
     // Halt or drop while the MFA provider blocks (a person who does not
@@ -279,7 +291,10 @@ fn refresher_threads_start_and_stop_with_their_sessions() {
         // ... and ends once it returns, without using the code.
         assert!(no_refresh_threads());
         assert_eq!(emu.request_count(Action::GetSessionToken), tokens);
-        assert!(events.try_recv().is_err(), "an event after the halt");
+        assert!(
+            matches!(events.try_recv(), Err(TryRecvError::Disconnected)),
+            "an event after the halt"
+        );
     }
     assert!(refresh_threads_are(0), "{} threads", refresh_threads());
 }

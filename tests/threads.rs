@@ -14,58 +14,15 @@
 //! an overall timeout and requires the detector to see its threads.
 
 mod common;
+#[path = "common/thread_counter.rs"]
+mod thread_counter;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{emulator_with_alice, role_arn, ALICE_KEY, ALICE_SECRET};
 use stslib::sts::AssumeRoleRequest;
 use stslib::{AccessKey, Secret, StsClient};
-
-/// Threads that have allocated at least once.
-static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_thread() {
-    let _ = COUNTED.try_with(|c| {
-        if !c.get() {
-            c.set(true);
-            THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-}
-
-struct CountingAlloc;
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// bookkeeping touches only a const thread-local `Cell` and an atomic, which
-// never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_thread();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_thread();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_thread();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// This process's live thread ids.
 fn task_ids() -> BTreeSet<String> {
@@ -79,9 +36,9 @@ fn task_ids() -> BTreeSet<String> {
 /// Threads created (and live thread ids before/after) while `f` runs.
 fn threads_created(f: impl FnOnce()) -> (usize, BTreeSet<String>, BTreeSet<String>) {
     let tasks_before = task_ids();
-    let before = THREADS_SEEN.load(Ordering::SeqCst);
+    let before = thread_counter::threads_seen();
     f();
-    let created = THREADS_SEEN.load(Ordering::SeqCst) - before;
+    let created = thread_counter::threads_seen() - before;
     (created, tasks_before, task_ids())
 }
 

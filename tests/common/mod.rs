@@ -442,12 +442,28 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// tokens), session tokens capped at `token` and role credentials at
 /// `role`.
 pub fn renewing_emulator(token: Duration, role: Duration) -> stslib::emulator::Emulator {
+    renewing_emulator_builder(token, role)
+        .start()
+        .expect("emulator starts")
+}
+
+/// [`renewing_emulator`] reading `clock` (give the session the same one).
+pub fn renewing_emulator_on(
+    token: Duration,
+    role: Duration,
+    clock: &stslib::clock::ManualClock,
+) -> stslib::emulator::Emulator {
+    renewing_emulator_builder(token, role)
+        .clock(clock.clock())
+        .start()
+        .expect("emulator starts")
+}
+
+fn renewing_emulator_builder(token: Duration, role: Duration) -> stslib::emulator::EmulatorBuilder {
     emulator_with_alice(token)
         .role_lifetime(role)
         .mfa_device("alice", ALICE_MFA, ALICE_CODE)
         .require_mfa(true)
-        .start()
-        .expect("emulator starts")
 }
 
 /// A session for alice on the emulator at `endpoint`, with role profiles
@@ -505,6 +521,18 @@ impl Drop for TempDir {
 }
 
 // ---- Virtual time ------------------------------------------------------
+
+/// Sets its flag when dropped, a panic unwinding included. A reader thread
+/// in a `thread::scope` loops until the flag is set; holding one of these
+/// in the scope's main closure makes a failed assertion there fail the test
+/// instead of hanging it in the scope's join.
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// Moves `clock` forward `step` at a time, letting the session settle after
 /// each step, until `pred` accepts an event from `rx` or `limit` of clock
