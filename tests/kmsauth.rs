@@ -380,6 +380,29 @@ fn clock_skew_is_learnt_from_kms() {
     );
 }
 
+/// A clock off by more than KMS tolerates: the first Encrypt is refused,
+/// the client learns the skew and signs again. The token it returns must be
+/// dated by the corrected clock, not by the one read before the call:
+/// otherwise a clock 20 minutes behind gets a token that ended 13 minutes
+/// ago, and one 20 minutes ahead a token valid only 17 minutes from now.
+#[test]
+fn a_token_made_while_the_skew_is_learnt_is_dated_by_the_corrected_clock() {
+    init_logger();
+    for offset in [time::Duration::minutes(20), time::Duration::minutes(-20)] {
+        let emu = emulator();
+        emu.set_clock_offset(offset);
+        let g = generator(&emu, SERVICE).build().unwrap();
+        let t = g.token().unwrap();
+        let v = validator(&emu).service_key(SERVICE).build().unwrap();
+        v.validate(&t.username, t.token.expose())
+            .unwrap_or_else(|e| panic!("server {offset} from the client: {e}"));
+        // And it is the one reused: no second Encrypt.
+        let before = emu.request_count(Action::Encrypt);
+        assert_eq!(g.token().unwrap(), t, "server {offset} from the client");
+        assert_eq!(emu.request_count(Action::Encrypt), before);
+    }
+}
+
 #[test]
 fn session_role_credentials_sign_kms_calls() {
     init_logger();
@@ -644,6 +667,54 @@ fn failing_kms_keeps_the_token_while_reusable_then_token_asks_kms_itself() {
     rig.clock.advance_and_settle(Duration::from_secs(1));
     let renewed = rig.token_from_memory(&g);
     assert!(renewed.not_after > first.not_after);
+}
+
+/// The clock set back an hour (a wrong clock corrected): the token held was
+/// made "in the future", and python-kmsauth's rule alone (`now <=
+/// not_after - 3 min`) would reuse it for an hour and more, while every
+/// validator on that clock refuses it as not yet valid. token() makes a
+/// new one instead, and the renewal goes on from it.
+#[test]
+fn a_clock_set_back_does_not_reuse_a_token_from_the_future() {
+    let rig = background();
+    let g = rig.generator();
+    rig.clock.advance_and_settle(Duration::ZERO);
+    let first = rig.token_from_memory(&g);
+    rig.clock.set(rig.clock.now() - 60 * MINUTE);
+    assert!(rig.clock.settle(Duration::from_secs(10)));
+    let t = g.token().unwrap();
+    let now = rig.clock.now();
+    assert!(
+        t.not_before <= now && now <= t.not_after - 3 * MINUTE,
+        "{now} outside {}..{} (first: {}..)",
+        t.not_before,
+        t.not_after,
+        first.not_before
+    );
+    let role_key = rig.session.valid_credentials_for("svc").unwrap();
+    let v = TokenValidator::builder("svc-b")
+        .client(
+            KmsClient::builder()
+                .env(Env::from_pairs(Vec::<(String, String)>::new()))
+                .region(REGION)
+                .endpoint(rig.emu.endpoint())
+                .clock(rig.clock.clock())
+                .build()
+                .unwrap(),
+        )
+        .access_key(role_key.access_key())
+        .service_key(SERVICE)
+        .build()
+        .unwrap();
+    v.validate(&t.username, t.token.expose()).unwrap();
+    // The renewal stays planned by the old clock (an hour on), so until
+    // then token() may ask KMS itself; what it returns is always valid now.
+    for _ in 0..15 {
+        rig.clock.advance_and_settle(Duration::from_secs(90));
+        let t = g.token().unwrap();
+        let now = rig.clock.now();
+        assert!(t.not_before <= now && now <= t.not_after - 3 * MINUTE);
+    }
 }
 
 #[test]

@@ -458,11 +458,13 @@ fn renew_at(policy: &RefreshPolicy, t: &Token, random: u64) -> OffsetDateTime {
 }
 
 impl Cache {
-    /// The held token, if it may be reused at `now`.
+    /// The held token, if it may be reused at `now`: python-kmsauth's rule,
+    /// and not from the future (made before the clock was set back, a
+    /// token every validator on that clock refuses as not yet valid).
     fn reusable(&self, now: OffsetDateTime) -> Option<Token> {
         lock(&self.token)
             .as_ref()
-            .filter(|t| now <= reuse_end(t))
+            .filter(|t| t.not_before <= now && now <= reuse_end(t))
             .cloned()
     }
 
@@ -500,6 +502,7 @@ impl Task for Renewal {
         let to_session = |t: OffsetDateTime| t + (now - own_now);
         let fresh = |c: &Cache| {
             c.held()
+                .filter(|t| t.not_before <= own_now)
                 .map(|t| renew_at(&self.policy, &t, self.random))
                 .filter(|at| own_now < *at)
         };
@@ -569,7 +572,27 @@ impl Task for Renewal {
 
 impl Inner {
     /// A new token from KMS; `cancel` ends a retry backoff early.
+    ///
+    /// The window is dated before the call, by the client's clock; the
+    /// call can move that clock (a first request refused for its signing
+    /// time teaches the client the skew, and it signs again). A token
+    /// whose window does not hold now by the corrected clock (ended, or
+    /// not yet begun) is made once more with the clock as it now stands.
     fn generate(&self, cancel: Option<&Receiver<()>>) -> Result<Token> {
+        let token = self.generate_once(cancel)?;
+        let now = self.now();
+        if now < token.not_before || now > token.not_after {
+            log::debug!(
+                "kmsauth: the token for {} was dated by a clock that moved during the call; \
+                 making it again",
+                self.username
+            );
+            return self.generate_once(cancel);
+        }
+        Ok(token)
+    }
+
+    fn generate_once(&self, cancel: Option<&Receiver<()>>) -> Result<Token> {
         let now = self.now();
         let skew = time::Duration::try_from(TOKEN_SKEW).unwrap_or(time::Duration::ZERO);
         let lifetime = time::Duration::try_from(self.lifetime).unwrap_or(time::Duration::MAX);

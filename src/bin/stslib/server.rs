@@ -212,6 +212,7 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Malformed> {
     if method.is_empty()
         || !method.bytes().all(token_char)
         || !target.starts_with('/')
+        || !target.bytes().all(|b| b.is_ascii_graphic())
         || !matches!(version, "HTTP/1.1" | "HTTP/1.0")
     {
         return Err(Malformed);
@@ -667,6 +668,12 @@ mod tests {
             "G(T / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nno colon\r\n\r\n",
             "GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
+            // Control characters in the target (logged at debug): a bare
+            // LF would forge a log line, ESC drive the user's terminal,
+            // from anyone who can connect, token or not.
+            "GET /a\nstslib: forged HTTP/1.1\r\n\r\n",
+            "GET /\x1b[2J HTTP/1.1\r\n\r\n",
+            "GET /\x7f HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(head(bad), Err(Malformed), "{bad:?}");
         }
