@@ -18,7 +18,8 @@
 //! cheap (parse the head, compare the token, read the session's slot,
 //! format a small JSON), so the loop answers itself; the response is
 //! written without blocking, the rest of it when the socket takes more.
-//! At most [`MAX_CONNECTIONS`] are open: the next accept closes the oldest
+//! At most [`MAX_CONNECTIONS`] are open (fewer under a low `ulimit -n`,
+//! see [`connection_cap`]): the next accept closes the oldest
 //! one, never refuses the newest, so a flood of idle connections cannot
 //! lock out a client that connects and sends its request at once.
 //! [`CredentialServer::stop`] (and drop) closes the wake-up socket; the loop
@@ -38,7 +39,14 @@ use std::time::{Duration, Instant};
 use crate::output::json_str;
 
 /// Connections open at once; at the cap, a new one closes the oldest.
+/// Lower under a low descriptor limit: see [`connection_cap`].
 pub(crate) const MAX_CONNECTIONS: usize = 128;
+/// The fewest connections the cap allows, whatever the descriptor limit.
+const MIN_CONNECTIONS: usize = 4;
+/// Descriptors left to the rest of the process before the server takes
+/// its share: the refresher's STS connections, the cache's files and lock,
+/// the child's standard streams, logging.
+const RESERVED_FDS: u64 = 32;
 /// Connections accepted between two looks at those already open, so that a
 /// request that has arrived is read before a burst of accepts can push its
 /// connection out: each survives at least `MAX_CONNECTIONS / ACCEPT_BATCH`
@@ -82,6 +90,33 @@ impl std::fmt::Debug for CredentialServer {
     }
 }
 
+/// The connection cap for this process: [`MAX_CONNECTIONS`], or under a
+/// low descriptor limit (`ulimit -n`) half of what the limit leaves after
+/// [`RESERVED_FDS`], so that a flood of connections cannot take the
+/// descriptors the refresher and the cache need; never below
+/// [`MIN_CONNECTIONS`].
+#[cfg(unix)]
+fn connection_cap() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => cap_for_limit(soft),
+        Err(_) => MAX_CONNECTIONS,
+    }
+}
+
+#[cfg(not(unix))]
+fn connection_cap() -> usize {
+    MAX_CONNECTIONS
+}
+
+/// [`connection_cap`] for a soft descriptor limit of `limit`.
+fn cap_for_limit(limit: u64) -> usize {
+    let share = limit.saturating_sub(RESERVED_FDS) / 2;
+    usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_CONNECTIONS, MAX_CONNECTIONS)
+}
+
 impl CredentialServer {
     /// Binds `127.0.0.1:0`, draws a 256-bit token and starts the thread.
     #[cfg(unix)]
@@ -96,6 +131,7 @@ impl CredentialServer {
             woken,
             expected: token.clone(),
             source,
+            cap: connection_cap(),
             conns: VecDeque::with_capacity(MAX_CONNECTIONS),
             accept_paused_until: None,
             evicted: Throttle::default(),
@@ -484,6 +520,8 @@ struct EventLoop {
     /// front is the oldest, the first to expire and the first to close
     /// when a new one needs room.
     conns: VecDeque<Conn>,
+    /// At most this many in `conns`.
+    cap: usize,
     accept_paused_until: Option<Instant>,
     evicted: Throttle,
     accept_failed: Throttle,
@@ -574,7 +612,7 @@ impl EventLoop {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    if self.conns.len() >= MAX_CONNECTIONS {
+                    if self.conns.len() >= self.cap {
                         self.evict_oldest();
                     }
                     let mut conn = Conn::new(stream, Instant::now());
@@ -619,8 +657,9 @@ impl EventLoop {
         match self.evicted.note(Instant::now()) {
             Some(n) => log::warn!(
                 "credential server: {n} connection(s) closed to make room, \
-                 oldest first ({MAX_CONNECTIONS} open at most; at most one such warning \
+                 oldest first ({} open at most; at most one such warning \
                  every {}s)",
+                self.cap,
                 WARN_EVERY.as_secs()
             ),
             None => log::debug!("credential server: oldest connection closed to make room"),
@@ -784,7 +823,7 @@ mod tests {
         let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
         let server = CredentialServer::start(Arc::new(|| Ok(creds()))).unwrap();
         let addr = server.addr;
-        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 40)
+        let idle: Vec<TcpStream> = (0..connection_cap() + 40)
             .map(|i| {
                 let mut c = TcpStream::connect(addr).unwrap();
                 if i % 2 == 0 {
@@ -825,7 +864,7 @@ mod tests {
     fn a_new_connection_at_the_cap_closes_the_oldest() {
         let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
         let server = CredentialServer::start(Arc::new(|| Ok(creds()))).unwrap();
-        let mut open: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        let mut open: Vec<TcpStream> = (0..connection_cap())
             .map(|_| TcpStream::connect(server.addr).unwrap())
             .collect();
         let mut newest = TcpStream::connect(server.addr).unwrap();
@@ -844,6 +883,19 @@ mod tests {
             "second oldest: {text}"
         );
         server.stop();
+    }
+
+    /// The cap follows the descriptor limit: the full cap under the usual
+    /// limits (1024 and up), half of what is left after the reserve under a
+    /// low one, never fewer than the minimum.
+    #[test]
+    fn the_cap_leaves_descriptors_to_the_rest_of_the_process() {
+        assert_eq!(cap_for_limit(1024), MAX_CONNECTIONS);
+        assert_eq!(cap_for_limit(u64::MAX), MAX_CONNECTIONS);
+        assert_eq!(cap_for_limit(256), 112);
+        assert_eq!(cap_for_limit(64), 16);
+        assert_eq!(cap_for_limit(24), MIN_CONNECTIONS);
+        assert_eq!(cap_for_limit(0), MIN_CONNECTIONS);
     }
 
     /// A head split across many writes is put together; one over the
