@@ -7,12 +7,23 @@
 //! parameters) to the same emulator and parse the answer into the
 //! credential fields plus the expiration time; each keeps its connection
 //! alive. Timing: rounds of interleaved calls (alternating who goes
-//! first); each round makes both clients anew, so each gets new connections
-//! and new emulator threads. Where a connection's threads land on the two
-//! vCPUs moves one side's p50 by up to 1.5x for the whole life of that
-//! connection (seen: 1.53x, 0.69x and 0.88x in three one-connection runs a
-//! minute apart), so the figure is the median over rounds of each round's
-//! p50 ratio, as the outside measurement of issue 10 did it. Counting, in child processes that run one side only against
+//! first); each round makes both clients anew (new connections, new
+//! emulator threads) and alternates who connects first. The target is the
+//! median over rounds of each round's p50 ratio, as the outside
+//! measurement of issue 10 took it, measured twice:
+//! - on both vCPUs, as an application runs: where the scheduler puts each
+//!   connection's emulator thread sets a round's ratio (seen: 0.46x to
+//!   2.3x within one run, medians 0.95x to 1.31x between runs a minute
+//!   apart), so this is context;
+//! - on one vCPU (the bench re-run in a child under `taskset -c 0`, its
+//!   emulator started there): no cross-CPU wake-ups, so the time is the
+//!   work of both sides plus the same context switches, and rounds agree to
+//!   a few percent. This is the target's figure. It still sees issue 10's
+//!   defect: with ureq's overall timeout put back into the client (a
+//!   resolver thread per request), 1.36x on one vCPU (rounds 1.25x to
+//!   1.49x) and 1.43x on two, against 0.93x and 0.99x without.
+//!
+//! Counting, in child processes that run one side only against
 //! this process's emulator (so the emulator's work is not counted):
 //! - user-space instructions per call: `valgrind --tool=callgrind`, collected
 //!   only inside the loop of calls (`--toggle-collect`);
@@ -46,6 +57,9 @@ const CHILD: &str = "STSLIB_BENCH_CHILD";
 
 fn main() {
     if let Ok(side) = std::env::var(CHILD) {
+        if side == "pinned" {
+            return pinned_child();
+        }
         return child(&side);
     }
     common::header(
@@ -63,18 +77,95 @@ fn main() {
     };
     let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
 
+    // Both vCPUs: as an application runs, the scheduler placing the
+    // emulator's connection threads where it will.
+    let free = time_rounds(&endpoint, &token);
+    dist(
+        "stslib StsClient::assume_role, 2 vCPUs, all rounds",
+        &free.lib,
+    );
+    dist(
+        "floor ureq+aws-sigv4+roxmltree, 2 vCPUs, all rounds",
+        &free.base,
+    );
+    common::context(&format!(
+        "2 vCPUs: {} rounds of {} calls per side, new clients each round; per-round p50 \
+         ratio median {:.3}x (min {:.3}x, max {:.3}x): where each connection's emulator \
+         thread lands sets a round's ratio, and the median moves by up to 30% between runs",
+        free.ratios.len(),
+        free.lib.len() / free.ratios.len().max(1),
+        free.ratios.p50(),
+        free.ratios.min(),
+        free.ratios.max(),
+    ));
+    // One vCPU for everything (this bench re-run under `taskset`): no
+    // cross-CPU wake-ups, so the time is the work of both sides plus the
+    // same context switches; rounds then agree to a few percent.
+    let ratio = match pinned(&endpoint) {
+        Some(p) => {
+            dist("stslib StsClient::assume_role, 1 vCPU, all rounds", &p.lib);
+            dist(
+                "floor ureq+aws-sigv4+roxmltree, 1 vCPU, all rounds",
+                &p.base,
+            );
+            common::context(&format!(
+                "1 vCPU (taskset -c 0, emulator included): per-round p50 ratio median {:.3}x \
+                 (min {:.3}x, max {:.3}x)",
+                p.ratios.p50(),
+                p.ratios.min(),
+                p.ratios.max()
+            ));
+            common::target(
+                "p50 <= 1.0x floor (1 vCPU, median of rounds)",
+                p.ratios.p50() <= 1.0,
+                &format!("{:.3}x; 2 vCPUs: {:.3}x", p.ratios.p50(), free.ratios.p50()),
+            );
+            p.ratios.p50()
+        }
+        None => {
+            common::target(
+                "p50 <= 1.0x floor (2 vCPUs, median of rounds; taskset not found)",
+                free.ratios.p50() <= 1.0,
+                &format!("{:.3}x", free.ratios.p50()),
+            );
+            free.ratios.p50()
+        }
+    };
+
+    count_instructions(&endpoint, &token);
+    count_syscalls(&endpoint, &token);
+
+    emu.stop();
+    common::summary("sts_round_trip", free.lib.p50(), ratio, "floor p50");
+}
+
+/// Timings of one run of rounds.
+struct Rounds {
+    lib: Stats,
+    base: Stats,
+    /// Each round's stslib p50 over its floor p50.
+    ratios: Stats,
+}
+
+/// Rounds of interleaved calls; each round makes both clients anew (new
+/// connections, new emulator threads) and alternates who connects first.
+fn time_rounds(endpoint: &str, token: &floor::Keys) -> Rounds {
     let rounds = pick(30, 4);
     let calls = pick(500, 100);
     let warmup = pick(20, 5);
     let mut lib = Vec::with_capacity(rounds * calls);
     let mut base = Vec::with_capacity(rounds * calls);
     let mut ratios = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        // New clients: new connections, new emulator threads.
-        let side = Side::new(&endpoint, &token);
+    for round in 0..rounds {
+        let side = Side::new(endpoint, token);
         for _ in 0..warmup {
-            side.stslib();
-            side.floor();
+            if round % 2 == 0 {
+                side.stslib();
+                side.floor();
+            } else {
+                side.floor();
+                side.stslib();
+            }
         }
         let (mut l, mut b) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
         for i in 0..calls {
@@ -90,35 +181,77 @@ fn main() {
         base.extend_from_slice(&b);
         ratios.push(Stats::new(l).p50() / Stats::new(b).p50());
     }
-    let (lib, base) = (Stats::new(lib), Stats::new(base));
-    dist("stslib StsClient::assume_role, all rounds", &lib);
-    dist("floor ureq+aws-sigv4+roxmltree, all rounds", &base);
-    let ratios = Stats::new(ratios);
-    common::context(&format!(
-        "{rounds} rounds of {calls} calls per side, new clients each round; \
-         per-round p50 ratio: median {:.3}x, min {:.3}x, max {:.3}x; \
-         {} connections accepted by the emulator",
-        ratios.p50(),
-        ratios.min(),
-        ratios.max(),
-        emu.connection_count()
-    ));
-    let ratio = ratios.p50();
-    common::target(
-        "p50 <= 1.0x floor (median of rounds)",
-        ratio <= 1.0,
-        &format!(
-            "{ratio:.3}x; pooled p50 {:.3}x, pooled p99 {:.2}x",
-            lib.p50() / base.p50(),
-            lib.p99() / base.p99().max(1.0)
-        ),
+    Rounds {
+        lib: Stats::new(lib),
+        base: Stats::new(base),
+        ratios: Stats::new(ratios),
+    }
+}
+
+/// [`time_rounds`] in a child process confined to CPU 0 by `taskset`, with
+/// its own emulator (started after the confinement, so its threads inherit
+/// it); `None` when `taskset` is missing or the child fails.
+fn pinned(_endpoint: &str) -> Option<Rounds> {
+    if !have("taskset") {
+        common::context("taskset not found: the 1-vCPU timing is skipped");
+        return None;
+    }
+    let out = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe())
+        .env(CHILD, "pinned")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        common::context(&format!(
+            "1-vCPU child failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> Option<Vec<f64>> {
+        let line = text.lines().find_map(|l| l.strip_prefix(name))?;
+        line.split(',').map(|v| v.trim().parse().ok()).collect()
+    };
+    Some(Rounds {
+        lib: Stats::new(field("lib=")?),
+        base: Stats::new(field("base=")?),
+        ratios: Stats::new(field("ratios=")?),
+    })
+}
+
+/// The 1-vCPU child: its own emulator and token, the rounds, the samples
+/// on stdout for the parent.
+fn pinned_child() {
+    let emu = common::emulator(None);
+    let endpoint = emu.endpoint();
+    let user = floor::Keys {
+        access_key_id: common::KEY_ID.into(),
+        secret: common::SECRET.into(),
+        token: None,
+    };
+    let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
+    let r = time_rounds(&endpoint, &token);
+    let join = |s: &Stats| {
+        s.samples()
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!("lib={}", join(&r.lib));
+    println!("base={}", join(&r.base));
+    println!(
+        "ratios={}",
+        r.ratios
+            .samples()
+            .iter()
+            .map(|v| format!("{v:.5}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
-
-    count_instructions(&endpoint, &token);
-    count_syscalls(&endpoint, &token);
-
     emu.stop();
-    common::summary("sts_round_trip", lib.p50(), ratio, "floor p50");
 }
 
 /// Both clients, ready to call.

@@ -60,6 +60,11 @@ impl Stats {
         Stats { sorted: samples }
     }
 
+    /// The samples, sorted.
+    pub fn samples(&self) -> &[f64] {
+        &self.sorted
+    }
+
     /// How many samples.
     pub fn len(&self) -> usize {
         self.sorted.len()
