@@ -223,6 +223,16 @@ fn main() {
         ),
     );
     common::context(&format!(
+        "why the warm target is out of reach here: a round trip made after the same sleep \
+         (the floor refresher's own) has p50 {} = {:.2}x a warm one, and the floor refresher, \
+         with no stslib code, is {:.2}x a warm one; stslib is {:.2}x that cold round trip, \
+         its wake-up included",
+        fmt_ns(cold_rtt.p50()),
+        cold_rtt.p50() / base.p50(),
+        floor_refresh.p50() / base.p50(),
+        lat.p50() / cold_rtt.p50()
+    ));
+    common::context(&format!(
         "p99: stslib {} over {} samples, floor refresher {}",
         fmt_ns(lat.p99()),
         lat.len(),
