@@ -11,6 +11,9 @@
 //!   connections, new emulator threads: where those land on the vCPUs moves
 //!   a side's p50 for the connection's life, see `sts_round_trip`).
 //!   Target: the median over rounds of each round's p50 ratio <= 1.10x.
+//!   The whole bench runs on one CPU (`taskset -c 0`), as `sts_round_trip`
+//!   times its target: on two, rounds spread 0.75x-2.3x by where the
+//!   emulator's threads land, on one 0.95x-1.00x.
 //! - warm: `validate` of a token already in the LRU (no network) versus the
 //!   same floor Decrypt. Target: p50 <= 0.01x floor (a hit must cost well
 //!   under a hundredth of a round trip).
@@ -35,6 +38,7 @@ const REGION: &str = "us-east-1";
 const ALIAS: &str = "alias/bench";
 
 fn main() {
+    common::confine_to_one_cpu();
     common::header(
         "kmsauth",
         "TokenValidator::validate (LRU miss / warm) vs hand-built Decrypt with ureq+aws-sigv4+serde_json, loopback emulator",

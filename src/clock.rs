@@ -33,6 +33,9 @@ pub struct Clock {
     source: Source,
     /// Server time minus local time, in nanoseconds (fits ±292 years).
     skew_ns: Arc<AtomicI64>,
+    /// The last [`hold_steady`](Self::hold_steady) reading: monotonic time
+    /// and local time (ns since the epoch).
+    steady: Arc<Mutex<Option<(Instant, i128)>>>,
 }
 
 #[derive(Clone)]
@@ -80,6 +83,7 @@ impl Clock {
         Clock {
             source,
             skew_ns: Arc::new(AtomicI64::new(0)),
+            steady: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -123,12 +127,7 @@ impl Clock {
     /// [`now`](Self::now) as nanoseconds since the Unix epoch (no calendar
     /// arithmetic).
     pub(crate) fn now_nanos(&self) -> i128 {
-        let local = match &self.source {
-            Source::System => system_nanos(),
-            Source::Offset(ns) => system_nanos() + ns,
-            Source::Manual(m) => m.now().unix_timestamp_nanos(),
-        };
-        local + i128::from(self.skew_ns.load(Ordering::Relaxed))
+        self.local_nanos() + i128::from(self.skew_ns.load(Ordering::Relaxed))
     }
 
     /// Starts from a correction learnt earlier (by another process, kept
@@ -142,6 +141,46 @@ impl Clock {
             let _ = self
                 .skew_ns
                 .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps the corrected time from going back when the system clock is
+    /// set back (by hand, or a time service stepping it): STS's time did
+    /// not go back, so the step is added to the correction, and deadlines
+    /// and validity stay judged by server time. Without it, a clock set
+    /// back an hour would keep role credentials "valid", and unrefreshed,
+    /// for an hour after AWS stopped taking them. A step forward is left
+    /// alone: it cannot be told from a resume after suspend (monotonic time
+    /// stands still in suspend), and a later clock only refreshes sooner.
+    ///
+    /// Compares the local clock with monotonic time since the previous
+    /// call; the refresher calls it on every pass (at least once a minute).
+    /// Returns the step when one was taken in. A manual clock is left to
+    /// its test.
+    pub(crate) fn hold_steady(&self) -> Option<Duration> {
+        if matches!(self.source, Source::Manual(_)) {
+            return None;
+        }
+        let (mono, local) = (Instant::now(), self.local_nanos());
+        let mut anchor = self.steady.lock().unwrap_or_else(|p| p.into_inner());
+        let back = anchor.and_then(|(m0, l0)| set_back_by(mono.duration_since(m0), local - l0));
+        *anchor = Some((mono, local));
+        drop(anchor);
+        let back = back?;
+        let step = i64::try_from(back.as_nanos()).unwrap_or(i64::MAX);
+        let _ = self
+            .skew_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some(s.saturating_add(step))
+            });
+        Some(back)
+    }
+
+    fn local_nanos(&self) -> i128 {
+        match &self.source {
+            Source::System => system_nanos(),
+            Source::Offset(ns) => system_nanos() + ns,
+            Source::Manual(m) => m.now().unix_timestamp_nanos(),
         }
     }
 
@@ -214,6 +253,22 @@ impl Drop for Wakeups {
     fn drop(&mut self) {
         self.idle(u64::MAX);
     }
+}
+
+/// Steps back smaller than this are left alone (a time service slews or
+/// steps by fractions of a second; timer and scheduling noise is far less).
+const SET_BACK_TOLERANCE: Duration = Duration::from_secs(2);
+
+/// How far the local clock was set back while `elapsed` passed on the
+/// monotonic clock and it moved `wall_ns`: `None` below
+/// [`SET_BACK_TOLERANCE`], and whenever it moved as much or more (a step
+/// forward, a suspend).
+fn set_back_by(elapsed: Duration, wall_ns: i128) -> Option<Duration> {
+    let lag = i128::try_from(elapsed.as_nanos()).unwrap_or(i128::MAX) - wall_ns;
+    if lag <= i128::try_from(SET_BACK_TOLERANCE.as_nanos()).unwrap_or(i128::MAX) {
+        return None;
+    }
+    Some(Duration::from_nanos(u64::try_from(lag).unwrap_or(u64::MAX)))
 }
 
 fn system_nanos() -> i128 {
@@ -432,6 +487,48 @@ mod tests {
         );
         // Another clock of the same manual source learns on its own.
         assert_eq!(manual.clock().skew(), time::Duration::ZERO);
+    }
+
+    #[test]
+    fn a_clock_set_back_is_measured_against_monotonic_time() {
+        let s = Duration::from_secs;
+        let ns = |d: Duration| d.as_nanos() as i128;
+        // Steady: wall time moved as monotonic time did (give or take).
+        assert_eq!(set_back_by(s(60), ns(s(60))), None);
+        assert_eq!(set_back_by(s(60), ns(s(59))), None);
+        // Forward or suspended: wall time moved more.
+        assert_eq!(set_back_by(s(60), ns(s(3600))), None);
+        // Set back an hour during a minute's wait: 60 s passed, the wall
+        // clock moved 60 s - 1 h.
+        assert_eq!(set_back_by(s(60), ns(s(60)) - ns(s(3600))), Some(s(3600)));
+        // Set back 5 s with no time passing.
+        assert_eq!(set_back_by(Duration::ZERO, -ns(s(5))), Some(s(5)));
+    }
+
+    #[test]
+    fn hold_steady_takes_a_set_back_into_the_correction() {
+        let clock = Clock::system();
+        clock.set_skew(time::Duration::seconds(-30));
+        // The first call only takes a reading; steady time after it.
+        assert_eq!(clock.hold_steady(), None);
+        assert_eq!(clock.hold_steady(), None);
+        // Pretend the previous reading was taken when the local clock
+        // said an hour later than it does now (it was set back since).
+        {
+            let mut anchor = clock.steady.lock().unwrap();
+            let (m0, l0) = anchor.unwrap();
+            *anchor = Some((m0, l0 + 3_600_000_000_000));
+        }
+        let before = clock.now();
+        let back = clock.hold_steady().unwrap();
+        assert!(back > Duration::from_secs(3599), "{back:?}");
+        assert!(back < Duration::from_secs(3601), "{back:?}");
+        assert!(clock.skew() >= time::Duration::seconds(3570));
+        assert!(clock.now() - before >= time::Duration::seconds(3599));
+        // Clones share it; a manual clock is never adjusted.
+        assert_eq!(clock.clone().skew(), clock.skew());
+        let manual = ManualClock::starting_now();
+        assert_eq!(manual.clock().hold_steady(), None);
     }
 
     #[test]

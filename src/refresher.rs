@@ -310,6 +310,14 @@ fn run(job: Job, control: &Receiver<()>) {
     loop {
         // Read before the time: a clock moved after this wakes the select.
         let generation = wakeups.generation();
+        if let Some(back) = inner.clock.hold_steady() {
+            log::warn!(
+                "refresher of `{}`: the system clock was set back by {}s; \
+                 credentials stay judged by server time",
+                inner.profile,
+                back.as_secs()
+            );
+        }
         // None only for a thread started for tasks alone, before any token.
         let mut token = inner.slot.get().token.clone();
         // The session token first: roles are assumed with it. Renewed only

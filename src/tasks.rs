@@ -32,6 +32,13 @@ pub(crate) trait Task: Send {
     /// True once whoever registered the task is gone: it is dropped without
     /// another run.
     fn is_orphaned(&self) -> bool;
+
+    /// True when its owner wants it run at once, whatever its due time
+    /// (say, its plan was made on a clock that has since been set back).
+    /// The owner then wakes the refresher.
+    fn is_due_now(&self) -> bool {
+        false
+    }
 }
 
 /// The session's tasks and the channel that wakes its refresher when they
@@ -115,6 +122,11 @@ impl Tasks {
     pub(crate) fn take_due(&self, now: OffsetDateTime) -> Vec<Box<dyn Task>> {
         let mut list = self.lock();
         list.retain(|e| !e.task.is_orphaned());
+        for e in list.iter_mut() {
+            if e.task.is_due_now() {
+                e.due = None;
+            }
+        }
         list.sort_by_key(|e| e.due);
         let n = list
             .iter()
@@ -142,7 +154,10 @@ impl Tasks {
         list.retain(|e| !e.task.is_orphaned());
         let tasks = list
             .iter()
-            .map(|e| e.due.unwrap_or(OffsetDateTime::UNIX_EPOCH))
+            .map(|e| match e.due {
+                Some(due) if !e.task.is_due_now() => due,
+                _ => OffsetDateTime::UNIX_EPOCH,
+            })
             .min();
         let next = other.into_iter().chain(tasks).min();
         if next.is_none() {

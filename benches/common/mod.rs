@@ -128,6 +128,32 @@ pub fn header(name: &str, what: &str) {
     }
 }
 
+/// Set in a bench re-run by [`confine_to_one_cpu`].
+const ONE_CPU: &str = "STSLIB_BENCH_ONE_CPU";
+
+/// Re-runs this bench confined to CPU 0 (`taskset -c 0`, inheriting its
+/// output) and exits with its status; returns in that child, or when
+/// `taskset` is missing (saying so). Everything the bench starts after this
+/// (its emulator's threads too) shares the one CPU: no cross-CPU wake-ups,
+/// whose placement otherwise moves a loopback round trip's p50 by tens of
+/// percent from one connection to the next (see `sts_round_trip`).
+pub fn confine_to_one_cpu() {
+    if std::env::var_os(ONE_CPU).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let status = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(ONE_CPU, "1")
+        .status();
+    match status {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => println!("   taskset not runnable ({e}): timing on every CPU"),
+    }
+}
+
 /// `2 cpus, AMD EPYC, load 0.52 0.40 0.33`.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -3,6 +3,7 @@
 //! task on the session's refresher thread.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Duration;
 
@@ -91,9 +92,20 @@ struct Cache {
     /// Held across the KMS call that fills the cache, so concurrent callers
     /// (and the background renewal) make one call between them.
     generating: Mutex<()>,
+    /// Set when `token()` filled the cache itself: the background renewal
+    /// is to plan again from that token, at once (its plan may be far off,
+    /// made on a clock that has since been set back).
+    replan: AtomicBool,
 }
 
 struct WakeOnDrop(Sender<()>);
+
+impl WakeOnDrop {
+    /// Wakes the refresher now (it looks at its tasks again).
+    fn wake(&self) {
+        let _ = self.0.try_send(());
+    }
+}
 
 impl Drop for WakeOnDrop {
     fn drop(&mut self) {
@@ -431,6 +443,10 @@ impl TokenGenerator {
         }
         let fresh = inner.generate(None)?;
         cache.store(fresh.clone());
+        if let Some(renewal) = &self.renewal {
+            cache.replan.store(true, Ordering::SeqCst);
+            renewal.wake();
+        }
         Ok(fresh)
     }
 
@@ -496,6 +512,7 @@ impl Task for Renewal {
     fn run(&mut self, now: OffsetDateTime, cancel: &Receiver<()>) -> Option<OffsetDateTime> {
         let inner = self.generator.upgrade()?;
         let cache = inner.cache.as_ref()?;
+        cache.replan.store(false, Ordering::SeqCst);
         // Tokens are dated by the KMS client's clock, the refresher plans
         // on the session's: convert with their current difference.
         let own_now = inner.now();
@@ -567,6 +584,15 @@ impl Task for Renewal {
 
     fn is_orphaned(&self) -> bool {
         self.generator.strong_count() == 0
+    }
+
+    fn is_due_now(&self) -> bool {
+        self.generator.upgrade().is_some_and(|inner| {
+            inner
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.replan.load(Ordering::SeqCst))
+        })
     }
 }
 
