@@ -4,10 +4,13 @@
 //!
 //! The child inherits stdin, stdout and stderr; its exit status becomes
 //! stslib's (a child killed by signal N gives 128+N). stslib waits for it:
-//! SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to stslib are passed on;
-//! SIGINT and SIGQUIT are not, because a terminal sends them to the whole
-//! foreground process group, child included, and a second copy would turn a
-//! graceful stop into a forced one in programs that count them (terraform).
+//! SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to stslib are passed on, and
+//! so are SIGINT and SIGQUIT sent by another process (`kill(2)`, as
+//! Python's `send_signal` and Go's `Process.Signal` do). The terminal's own
+//! SIGINT and SIGQUIT (Ctrl-C, Ctrl-\) are not: the terminal sends them to
+//! the whole foreground process group, child included, and a second copy
+//! would turn a graceful stop into a forced one in programs that count them
+//! (terraform). The kernel marks which is which (`si_code`).
 
 use std::io::Write;
 use std::process::{Command, ExitStatus};
@@ -216,11 +219,11 @@ fn unavailable(session: &stslib::Session, role: &str) -> String {
     }
 }
 
+/// A local failure while running (not bad input: `InvalidInput` means
+/// "rejected before any network call"), reported as the other errors are.
 fn failed(what: &str, e: impl std::fmt::Display) -> CmdError {
-    CmdError::Failed(stslib::Error::InvalidInput {
-        field: "exec",
-        message: format!("{what}: {e}"),
-    })
+    eprintln!("stslib: error: exec: {what}: {e}");
+    CmdError::Reported
 }
 
 /// The role's credentials, or its error.
@@ -302,12 +305,21 @@ mod signals {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-    use signal_hook::iterator::{Handle, Signals as Iter};
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::iterator::{Handle, SignalsInfo};
+    use signal_hook::low_level::siginfo::{Cause, Origin};
 
     /// Passed on to the child.
     const FORWARDED: [i32; 4] = [SIGTERM, SIGHUP, SIGUSR1, SIGUSR2];
-    /// Taken but not passed on: the terminal sends them to the child too.
+    /// Passed on only when another process sent them: the terminal sends
+    /// its own to the child too.
     const GROUP: [i32; 2] = [SIGINT, SIGQUIT];
+
+    /// Whether the child should get `origin`'s signal from stslib.
+    fn pass_on(origin: &Origin) -> bool {
+        FORWARDED.contains(&origin.signal)
+            || (GROUP.contains(&origin.signal) && matches!(origin.cause, Cause::Sent(_)))
+    }
 
     enum State {
         /// No child yet: a signal ends stslib as its default action would
@@ -324,7 +336,7 @@ mod signals {
     }
 
     pub(crate) fn install() -> std::io::Result<Signals> {
-        let mut iter = Iter::new(FORWARDED.iter().chain(&GROUP))?;
+        let mut iter = SignalsInfo::<WithOrigin>::new(FORWARDED.iter().chain(&GROUP))?;
         let handle = iter.handle();
         let state = Arc::new(Mutex::new(State::Starting));
         let shared = state.clone();
@@ -332,11 +344,12 @@ mod signals {
             .name("stslib-signals".into())
             .spawn(move || {
                 // Ends when the handle is closed.
-                for sig in iter.forever() {
+                for origin in iter.forever() {
+                    let sig = origin.signal;
                     let state = crate::lock(&shared);
                     match *state {
                         State::Starting => std::process::exit(128 + sig),
-                        State::Running(pid) if FORWARDED.contains(&sig) => {
+                        State::Running(pid) if pass_on(&origin) => {
                             if let Ok(s) = Signal::try_from(sig) {
                                 log::debug!("passing {s} on to the child {pid}");
                                 let _ = kill(Pid::from_raw(pid as i32), s);
