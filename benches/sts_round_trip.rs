@@ -69,13 +69,7 @@ fn main() {
     let emu = common::emulator(None);
     let endpoint = emu.endpoint();
 
-    // Session-token credentials, taken by the floor, used by both sides.
-    let user = floor::Keys {
-        access_key_id: common::KEY_ID.into(),
-        secret: common::SECRET.into(),
-        token: None,
-    };
-    let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
+    let token = session_token(&endpoint);
 
     // Both vCPUs: as an application runs, the scheduler placing the
     // emulator's connection threads where it will.
@@ -101,7 +95,7 @@ fn main() {
     // One vCPU for everything (this bench re-run under `taskset`): no
     // cross-CPU wake-ups, so the time is the work of both sides plus the
     // same context switches; rounds then agree to a few percent.
-    let ratio = match pinned(&endpoint) {
+    let ratio = match pinned() {
         Some(p) => {
             dist("stslib StsClient::assume_role, 1 vCPU, all rounds", &p.lib);
             dist(
@@ -137,6 +131,16 @@ fn main() {
 
     emu.stop();
     common::summary("sts_round_trip", free.lib.p50(), ratio, "floor p50");
+}
+
+/// Session-token credentials, taken by the floor, used by both sides.
+fn session_token(endpoint: &str) -> floor::Keys {
+    let user = floor::Keys {
+        access_key_id: common::KEY_ID.into(),
+        secret: common::SECRET.into(),
+        token: None,
+    };
+    floor::Floor::new(endpoint).get_session_token(&user).keys
 }
 
 /// Timings of one run of rounds.
@@ -191,7 +195,7 @@ fn time_rounds(endpoint: &str, token: &floor::Keys) -> Rounds {
 /// [`time_rounds`] in a child process confined to CPU 0 by `taskset`, with
 /// its own emulator (started after the confinement, so its threads inherit
 /// it); `None` when `taskset` is missing or the child fails.
-fn pinned(_endpoint: &str) -> Option<Rounds> {
+fn pinned() -> Option<Rounds> {
     if !have("taskset") {
         common::context("taskset not found: the 1-vCPU timing is skipped");
         return None;
@@ -226,13 +230,7 @@ fn pinned(_endpoint: &str) -> Option<Rounds> {
 fn pinned_child() {
     let emu = common::emulator(None);
     let endpoint = emu.endpoint();
-    let user = floor::Keys {
-        access_key_id: common::KEY_ID.into(),
-        secret: common::SECRET.into(),
-        token: None,
-    };
-    let token = floor::Floor::new(&endpoint).get_session_token(&user).keys;
-    let r = time_rounds(&endpoint, &token);
+    let r = time_rounds(&endpoint, &session_token(&endpoint));
     let join = |s: &Stats| {
         s.samples()
             .iter()
