@@ -318,6 +318,22 @@ fn counting_sigints(ready: &Path) -> String {
 
 const PASSED_ON: &str = "passing SIGINT on to the child";
 
+/// `stslib exec` of `sh -c script` with the debug log on (it says when a
+/// signal is passed on).
+fn sigint_command(home: &Home, emu: &Emulator, script: &str) -> Command {
+    let args = [
+        "--profile",
+        "a",
+        "--mfa-code",
+        CODE,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    home.command(emu, &args, &[("STSLIB_LOG", "debug")])
+}
+
 /// Ctrl-C at a real terminal (a pseudo-terminal made by Python's `pty`,
 /// stslib its foreground process): the terminal signals the whole
 /// foreground process group, so the child gets it once (stslib sends no
@@ -329,20 +345,7 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once() {
     let home = Home::new("sigint-tty", "", "");
     let ready = home.file("ready");
     let script = counting_sigints(&ready);
-    let stslib = home.command(
-        &emu,
-        &[
-            "--profile",
-            "a",
-            "--mfa-code",
-            CODE,
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[("STSLIB_LOG", "debug")],
-    );
+    let stslib = sigint_command(&home, &emu, &script);
     // In the pty's child: exec stslib. In the parent: wait for `ready`,
     // type Ctrl-C, drain the terminal, print the exit code, then what
     // stslib wrote to the terminal.
@@ -410,21 +413,7 @@ fn sigint_sent_to_stslib_alone_reaches_the_child() {
     let home = Home::new("sigint-pid", "", "");
     let ready = home.file("ready");
     let script = counting_sigints(&ready);
-    let mut child = home
-        .command(
-            &emu,
-            &[
-                "--profile",
-                "a",
-                "--mfa-code",
-                CODE,
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ],
-            &[("STSLIB_LOG", "debug")],
-        )
+    let mut child = sigint_command(&home, &emu, &script)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
